@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def load_results(folder: Path) -> list[dict[str, Any]]:
+    """Every target run's ``results.json`` under ``folder`` (IL runs are skipped), with its path."""
+    runs = []
+    for path in sorted(Path(folder).rglob("results.json")):
+        result = json.loads(path.read_text())
+        if result.get("stage") == "target":
+            runs.append({**result, "path": str(path.parent)})
+    return runs
+
+
+def steps_to_accuracy(val_curve: Sequence[Sequence[float]], target: float) -> int | None:
+    """First step whose validation accuracy reaches ``target``, or None if it never does."""
+    return next((int(step) for step, acc, *_ in val_curve if acc >= target), None)
+
+
+def _fmt(value: float | None, pattern: str = "{:.4f}") -> str:
+    return "n/a" if value is None else pattern.format(value)
+
+
+def method_table(runs: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table, one row per run: final test accuracy, best val accuracy, steps to reach the
+    uniform run's final val accuracy (the mean over uniform runs when there are several), share of
+    selected points whose label was corrupted."""
+    uniform_finals = [r["val_curve"][-1][1] for r in runs if r["selection"] == "uniform" and r["val_curve"]]
+    target = sum(uniform_finals) / len(uniform_finals) if uniform_finals else None
+    header = f"uniform's final val acc ({_fmt(target)})"
+    lines = [
+        f"| method | seed | test acc | best val acc | steps to {header} | noisy selected |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in sorted(runs, key=lambda r: (r["selection"], r["seed"])):
+        steps = steps_to_accuracy(run["val_curve"], target) if target is not None else None
+        steps_text = "n/a" if target is None else ("never" if steps is None else str(steps))
+        lines.append(
+            f"| {run['selection']} | {run['seed']} | {_fmt(run['test_acc'])} | "
+            f"{_fmt(max((p[1] for p in run['val_curve']), default=None))} | {steps_text} | "
+            f"{_fmt(run['noisy_selected_fraction'], '{:.3f}')} |"
+        )
+    return "\n".join(lines)

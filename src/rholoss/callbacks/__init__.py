@@ -1,0 +1,3 @@
+from rholoss.callbacks.val_curve import ValCurve
+
+__all__ = ["ValCurve"]

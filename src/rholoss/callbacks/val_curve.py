@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+
+
+class ValCurve(pl.Callback):
+    """Records ``[step, val_acc, seconds since training started]`` after every validation, the
+    curve from which steps (and time) to a target accuracy are read."""
+
+    def __init__(self, monitor: str = "val/acc") -> None:
+        self.monitor = monitor
+        self.points: list[list[float]] = []
+        self._start = time.perf_counter()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        self.points.append([trainer.global_step, value, round(time.perf_counter() - self._start, 3)])
+
+    @property
+    def best(self) -> float | None:
+        return max((p[1] for p in self.points), default=None)

@@ -1,0 +1,90 @@
+"""The irreducible loss store: one file per (pool, IL model) holding the IL of every pool point.
+
+Written atomically (temp file in the same folder, then rename) so a crash never leaves a file
+that loads; checked on load so a truncated, corrupted or foreign file fails with a clear message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rholoss.atomic import atomic_torch_save
+from rholoss.data.fingerprint import fingerprint_differences
+
+FORMAT_VERSION = 1
+
+
+class StoreError(RuntimeError):
+    """An IL store is missing, unreadable or made for other data."""
+
+
+@dataclass
+class IrreducibleLossStore:
+    losses: Tensor  # float32 [pool_size], by pool index
+    fingerprint: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: Path) -> Path:
+        payload = {
+            "format_version": FORMAT_VERSION,
+            "losses": self.losses.detach().to("cpu", torch.float32).contiguous(),
+            "fingerprint": self.fingerprint,
+            "metadata": self.metadata,
+        }
+        return atomic_torch_save(payload, Path(path))
+
+    @classmethod
+    def load(cls, path: Path) -> IrreducibleLossStore:
+        path = Path(path)
+        if not path.is_file():
+            raise StoreError(f"No IL store at {path}.")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise StoreError(
+                f"Cannot read the IL store {path} ({type(error).__name__}: {error}). The file is truncated "
+                "or not an IL store: delete it and rerun run_irreducible.py."
+            ) from None
+        if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+            raise StoreError(f"{path} is not an IL store of format version {FORMAT_VERSION}.")
+        losses = payload["losses"]
+        if losses.dtype != torch.float32 or losses.ndim != 1:
+            raise StoreError(f"{path}: losses must be a 1-D float32 tensor, got {losses.dtype} {tuple(losses.shape)}.")
+        bad = (~torch.isfinite(losses)).sum()
+        if bad:
+            raise StoreError(f"{path}: {int(bad)} of {len(losses)} irreducible losses are NaN or infinite.")
+        return cls(losses, payload["fingerprint"], payload.get("metadata", {}))
+
+    def check_matches(self, fingerprint: dict[str, Any], path: Path | str = "the IL store") -> None:
+        differences = fingerprint_differences(fingerprint, self.fingerprint)
+        if differences:
+            raise StoreError(
+                f"{path} was made for other data:\n  " + "\n  ".join(differences) + "\n"
+                "Make a store for this data with run_irreducible.py and the same datamodule settings."
+            )
+        if len(self.losses) != fingerprint["pool_size"]:
+            raise StoreError(f"{path} holds {len(self.losses)} losses for a pool of {fingerprint['pool_size']}.")
+
+
+def pool_folder(cache_dir: Path, fingerprint: dict[str, Any]) -> Path:
+    """Where every store for this pool lives, whatever IL model made it."""
+    return Path(cache_dir) / f"{fingerprint['dataset']}-{fingerprint['digest']}"
+
+
+def store_path(cache_dir: Path, fingerprint: dict[str, Any], il_config: dict[str, Any]) -> Path:
+    """A store's place in the cache: the pool's folder, then a hash of the IL training config."""
+    config_hash = hashlib.sha256(json.dumps(il_config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return pool_folder(cache_dir, fingerprint) / f"il-{config_hash}.pt"
+
+
+def find_store(cache_dir: Path, fingerprint: dict[str, Any]) -> Path | None:
+    """The newest store in the cache for this pool, or None."""
+    stores = sorted(pool_folder(cache_dir, fingerprint).glob("il-*.pt"), key=lambda p: p.stat().st_mtime)
+    return stores[-1] if stores else None

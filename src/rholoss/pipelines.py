@@ -1,0 +1,232 @@
+"""The two stages, as functions of a composed Hydra config: what run_irreducible.py and run.py call.
+
+Every check that can fail on bad input (names, sizes, data, IL store) runs before training starts,
+so a mistake costs seconds, not a run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+import rholoss
+from rholoss.atomic import atomic_write_text
+from rholoss.callbacks import ValCurve
+from rholoss.data import PoolDataModule
+from rholoss.irreducible import IrreducibleLossStore, StoreError, find_store, store_path
+from rholoss.modules import ClassifierModule, OnlineBatchSelection
+from rholoss.selection import get_selection, selection_size
+
+log = logging.getLogger(__name__)
+
+# Overrides that change which pool a run sees, and so which IL store it needs.
+_DATA_OVERRIDE_ROOTS = ("experiment", "datamodule", "paths")
+
+
+def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
+    """Train the IL model on the holdout split, score every pool point, write the IL store."""
+    output_dir = _start(cfg)
+    datamodule = _datamodule(cfg, train_split="holdout")
+    module = ClassifierModule(_model(cfg, datamodule), datamodule.num_classes, instantiate(cfg.optimizer))
+    checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", monitor="val/acc", mode="max", save_top_k=1)
+    val_curve = ValCurve()
+    trainer = _trainer(cfg, output_dir, [checkpoint, val_curve])
+
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    best = checkpoint.best_model_path or None  # None: no validation ran, keep the final weights
+    val_acc = float(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]["val/acc"])
+    losses = _pool_losses(trainer, module, datamodule, best)
+    wall_seconds = time.perf_counter() - started
+
+    il_config = {
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
+        "batch_size": cfg.datamodule.batch_size,
+        "max_steps": cfg.trainer.max_steps,
+        "max_epochs": cfg.trainer.max_epochs,
+        "seed": cfg.seed,
+    }
+    path = Path(cfg.irreducible.path) if cfg.irreducible.path else store_path(
+        Path(cfg.paths.cache_dir), datamodule.fingerprint, il_config
+    )
+    metadata = {
+        "il_config": il_config,
+        "val_acc": val_acc,
+        "best_checkpoint": best,
+        "created": datetime.now(timezone.utc).isoformat(),
+        "code_version": code_version(),
+        "run_dir": str(output_dir),
+    }
+    IrreducibleLossStore(losses, datamodule.fingerprint, metadata).save(path)
+    results = {
+        "stage": "irreducible",
+        "seed": cfg.seed,
+        "il_store": str(path),
+        "val_acc": val_acc,
+        "val_curve": val_curve.points,
+        "steps": trainer.global_step,
+        "mean_irreducible_loss": float(losses.mean()),
+        "wall_seconds": round(wall_seconds, 3),
+        "dataset": datamodule.fingerprint,
+        "code_version": metadata["code_version"],
+    }
+    _write_results(results, output_dir)
+    log.info("IL store written: %s", path)
+    log.info("IL model val accuracy (best checkpoint): %.4f", val_acc)
+    return results
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train the target model with online batch selection and write ``results.json``."""
+    method = get_selection(cfg.selection.name)
+    large_batch_size = int(cfg.datamodule.batch_size)
+    batch_size = selection_size(large_batch_size, cfg.selection.percent_train)
+    output_dir = _start(cfg)
+    datamodule = _datamodule(cfg, train_split="pool")
+    store, store_file = _irreducible_store(cfg, datamodule) if method.needs_irreducible else (None, None)
+
+    module = OnlineBatchSelection(
+        _model(cfg, datamodule),
+        datamodule.num_classes,
+        instantiate(cfg.optimizer),
+        selection=method.name,
+        percent_train=cfg.selection.percent_train,
+        precision=str(cfg.selection.precision),
+        model_mode=cfg.selection.model_mode,
+    )
+    if store is not None:
+        module.set_irreducible_losses(store.losses)
+    module.set_corrupted_mask(datamodule.corrupted)
+    val_curve = ValCurve()
+    trainer = _trainer(cfg, output_dir, [val_curve])
+
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    wall_seconds = time.perf_counter() - started
+    test_acc = float(trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/acc"])
+
+    results = {
+        "stage": "target",
+        "selection": method.name,
+        "seed": cfg.seed,
+        "steps": trainer.global_step,
+        "large_batch_size": large_batch_size,
+        "batch_size": batch_size,
+        "percent_train": cfg.selection.percent_train,
+        "val_curve": val_curve.points,
+        "best_val_acc": val_curve.best,
+        "test_acc": test_acc,
+        "noisy_selected_fraction": module.noisy_selected_fraction,
+        "wall_seconds": round(wall_seconds, 3),
+        "il_store": str(store_file) if store_file else None,
+        "model": cfg.model._target_,
+        "dataset": datamodule.fingerprint,
+        "code_version": code_version(),
+    }
+    _write_results(results, output_dir)
+    log.info("Results written to %s", output_dir / "results.json")
+    return results
+
+
+def irreducible_command() -> str:
+    """The run_irreducible.py command that makes the IL store this run's data needs."""
+    try:
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:  # composed without @hydra.main (tests, notebooks)
+        overrides = []
+    kept = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in _DATA_OVERRIDE_ROOTS]
+    return " ".join(["python run_irreducible.py", *map(shlex.quote, kept)])
+
+
+def code_version() -> dict[str, str | None]:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+        sha = done.stdout.strip() if done.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        sha = None
+    return {"rholoss": rholoss.__version__, "git": sha}
+
+
+def _start(cfg: DictConfig) -> Path:
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), output_dir / "config_resolved.yaml")
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    return output_dir
+
+
+def _datamodule(cfg: DictConfig, train_split: str) -> PoolDataModule:
+    datamodule: PoolDataModule = instantiate(cfg.datamodule, train_split=train_split)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    log.info("Data %s: %s", datamodule.name, datamodule.describe())
+    return datamodule
+
+
+def _model(cfg: DictConfig, datamodule: PoolDataModule) -> torch.nn.Module:
+    return instantiate(cfg.model, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+
+
+def _trainer(cfg: DictConfig, output_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    return instantiate(
+        cfg.trainer, logger=loggers or False, callbacks=callbacks + extra, default_root_dir=str(output_dir)
+    )
+
+
+def _irreducible_store(cfg: DictConfig, datamodule: PoolDataModule) -> tuple[IrreducibleLossStore, Path]:
+    if cfg.irreducible.path:
+        path = Path(cfg.irreducible.path)
+        if not path.is_file():
+            raise StoreError(
+                f"irreducible.path={path} does not exist. Make it with:\n  {irreducible_command()} "
+                f"irreducible.path={shlex.quote(str(path))}"
+            )
+    else:
+        path = find_store(Path(cfg.paths.cache_dir), datamodule.fingerprint)
+        if path is None:
+            raise StoreError(
+                f"Selection {cfg.selection.name!r} needs irreducible losses, and the cache "
+                f"{cfg.paths.cache_dir} has no IL store for this data ({datamodule.name}, pool of "
+                f"{datamodule.fingerprint['pool_size']}, label_noise={datamodule.label_noise}). Make one with:\n"
+                f"  {irreducible_command()}\nor point to one with irreducible.path=..."
+            )
+    store = IrreducibleLossStore.load(path)
+    store.check_matches(datamodule.fingerprint, path)
+    log.info("Using IL store %s (IL model val acc %s)", path, store.metadata.get("val_acc"))
+    return store, path
+
+
+def _pool_losses(
+    trainer: pl.Trainer, module: ClassifierModule, datamodule: PoolDataModule, ckpt_path: str | None
+) -> torch.Tensor:
+    predictions = trainer.predict(module, dataloaders=datamodule.pool_dataloader(), ckpt_path=ckpt_path)
+    losses = torch.full((len(datamodule.split("pool")),), float("nan"))
+    for index, loss in predictions:
+        losses[index] = loss.float().cpu()
+    missing = int(torch.isnan(losses).sum())
+    if missing:
+        raise RuntimeError(f"{missing} pool points got no irreducible loss.")
+    return losses
+
+
+def _write_results(results: dict[str, Any], output_dir: Path) -> None:
+    atomic_write_text(json.dumps(results, indent=2) + "\n", output_dir / "results.json")
+

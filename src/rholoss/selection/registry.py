@@ -1,0 +1,125 @@
+"""Registry of selection functions, by name.
+
+A selection function sees one large batch (:class:`SelectionInput`) and returns the positions of the
+points to train on (:class:`Selection`). It is pure tensor code on the batch's device: no ``.item()``,
+no ``.cpu()``, no Python loop over points, so selecting never waits for the GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class SelectionInput:
+    """A scored large batch. ``logits`` is None for methods that do not need a forward pass;
+    ``irreducible_loss`` is None for methods that do not need an IL store."""
+
+    targets: Tensor
+    logits: Tensor | None = None
+    irreducible_loss: Tensor | None = None
+
+    @cached_property
+    def loss(self) -> Tensor:
+        """Per-point cross-entropy of the current model, in float32 whatever the forward precision."""
+        if self.logits is None:
+            raise ValueError("This selection function needs logits, but none were computed.")
+        return F.cross_entropy(self.logits.float(), self.targets, reduction="none")
+
+    @property
+    def size(self) -> int:
+        return self.targets.shape[0]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Positions in the large batch to train on, and optional per-point loss weights."""
+
+    positions: Tensor
+    weights: Tensor | None = None
+
+
+SelectFn = Callable[[SelectionInput, int], Selection]
+ScoreFn = Callable[[SelectionInput], Tensor]
+
+
+@dataclass(frozen=True)
+class SelectionMethod:
+    name: str
+    select: SelectFn
+    needs_logits: bool
+    needs_irreducible: bool
+    description: str
+
+
+class UnknownSelectionError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
+        return str(self.args[0])
+
+
+_REGISTRY: dict[str, SelectionMethod] = {}
+
+
+def register(
+    name: str, *, needs_logits: bool = True, needs_irreducible: bool = False
+) -> Callable[[SelectFn], SelectFn]:
+    """Register ``fn(batch, k) -> Selection`` under ``name``."""
+
+    def decorator(fn: SelectFn) -> SelectFn:
+        if name in _REGISTRY:
+            raise ValueError(f"A selection function named {name!r} is already registered.")
+        doc = (fn.__doc__ or "").strip().splitlines()
+        _REGISTRY[name] = SelectionMethod(name, fn, needs_logits, needs_irreducible, doc[0] if doc else "")
+        return fn
+
+    return decorator
+
+
+def register_score(name: str, *, needs_irreducible: bool = False) -> Callable[[ScoreFn], ScoreFn]:
+    """Register ``score(batch) -> Tensor[n_B]``: the method keeps the ``k`` highest scores."""
+
+    def decorator(score: ScoreFn) -> ScoreFn:
+        def select_top(batch: SelectionInput, k: int) -> Selection:
+            return Selection(torch.topk(score(batch), k, sorted=False).indices)
+
+        select_top.__doc__ = score.__doc__
+        register(name, needs_irreducible=needs_irreducible)(select_top)
+        return score
+
+    return decorator
+
+
+def get_selection(name: str) -> SelectionMethod:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownSelectionError(
+            f"Unknown selection function {name!r}. Registered: {', '.join(list_selections())}."
+        ) from None
+
+
+def list_selections() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def check_percent_train(percent_train: float) -> None:
+    if not 0.0 < percent_train <= 1.0:
+        raise ValueError(f"selection.percent_train must be in (0, 1], got {percent_train}.")
+
+
+def selection_size(large_batch_size: int, percent_train: float) -> int:
+    """n_b = percent_train * n_B, checked so that every step trains on at least one point."""
+    check_percent_train(percent_train)
+    k = int(round(percent_train * large_batch_size))
+    if k < 1:
+        raise ValueError(
+            f"A large batch of {large_batch_size} with selection.percent_train={percent_train} selects no "
+            f"point: use a large batch of at least {int(-(-1 // percent_train))} (1 / percent_train)."
+        )
+    return k
