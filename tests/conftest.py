@@ -1,0 +1,34 @@
+"""Shared fixtures: compose the real configs, shrunk to tiny CPU runs that write under tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "configs"
+# Quiet, CPU-only, no network: every composed test config gets these first.
+QUIET = ["trainer.enable_progress_bar=false", "callbacks=none", "logger=csv", "trainer.accelerator=cpu"]
+
+
+def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name, overrides=overrides)
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., DictConfig]:
+    """``make_config("train", "selection=loss", output="run1")``: a composed config whose paths all
+    point into this test's tmp_path (so stores, data and runs never leak between tests)."""
+
+    def make(config_name: str, *overrides: str, output: str = "run") -> DictConfig:
+        return compose_config(
+            config_name,
+            [*QUIET, f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / output}", *overrides],
+        )
+
+    return make

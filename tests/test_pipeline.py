@@ -1,0 +1,144 @@
+"""Both stages end to end, in-process on synthetic data (one IL store shared by the module)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import DictConfig
+
+from rholoss.irreducible import IrreducibleLossStore, StoreError
+from rholoss.pipelines import train, train_irreducible
+from rholoss.selection import get_selection, list_selections
+from tests.conftest import QUIET, compose_config
+
+RESULT_KEYS = {
+    "selection", "seed", "steps", "large_batch_size", "batch_size", "val_curve", "test_acc",
+    "noisy_selected_fraction", "wall_seconds", "il_store",
+}
+
+
+def synthetic(root: Path, config_name: str, *overrides: str, output: str) -> DictConfig:
+    return compose_config(
+        config_name,
+        [*QUIET, f"paths.root_dir={root}", f"paths.output_dir={root / output}", "experiment=synthetic_noisy_mlp", *overrides],
+    )
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("pipeline")
+    return root, train_irreducible(synthetic(root, "train_irreducible", output="il"))
+
+
+@pytest.fixture(scope="module")
+def target_runs(workspace: tuple[Path, dict]) -> dict[str, dict]:
+    root, _ = workspace
+    return {name: train(synthetic(root, "train", f"selection={name}", output=name)) for name in list_selections()}
+
+
+def test_irreducible_stage_writes_a_store_for_the_pool(workspace: tuple[Path, dict]) -> None:
+    root, il = workspace
+    path = Path(il["il_store"])
+    assert path.is_relative_to(root / ".cache" / "irreducible")
+    store = IrreducibleLossStore.load(path)
+    assert len(store.losses) == il["dataset"]["pool_size"] == 1800
+    assert store.fingerprint == il["dataset"]
+    assert il["val_acc"] > 0.9
+    assert store.metadata["val_acc"] == il["val_acc"]
+    assert json.loads((root / "il" / "results.json").read_text())["il_store"] == str(path)
+    assert (root / "il" / "config_resolved.yaml").is_file()
+
+
+def test_irreducible_losses_are_high_on_corrupted_points(workspace: tuple[Path, dict]) -> None:
+    """The IL model never saw the pool's noisy labels, so it disagrees with them."""
+    root, il = workspace
+    from rholoss.data import SyntheticDataModule
+
+    datamodule = SyntheticDataModule(label_noise=0.2, val_size=400, class_sep=1.0)
+    datamodule.setup()
+    losses = IrreducibleLossStore.load(Path(il["il_store"])).losses
+    assert losses[datamodule.corrupted].mean() > 5 * losses[~datamodule.corrupted].mean()
+
+
+@pytest.mark.parametrize("name", list_selections())
+def test_every_selection_function_trains_end_to_end(name: str, target_runs: dict[str, dict], workspace) -> None:
+    root, il = workspace
+    result = target_runs[name]
+    assert RESULT_KEYS <= set(result)
+    assert json.loads((root / name / "results.json").read_text()) == result
+    assert (root / name / "csv" / "metrics.csv").is_file()
+    assert result["selection"] == name
+    assert (result["steps"], result["large_batch_size"], result["batch_size"]) == (100, 320, 32)
+    assert [point[0] for point in result["val_curve"]] == [20, 40, 60, 80, 100]
+    assert all(0.0 <= point[1] <= 1.0 for point in result["val_curve"])
+    assert [point[2] for point in result["val_curve"]] == sorted(point[2] for point in result["val_curve"])
+    assert 0.0 <= result["noisy_selected_fraction"] <= 1.0
+    assert result["il_store"] == (il["il_store"] if get_selection(name).needs_irreducible else None)
+
+
+def test_rho_loss_avoids_noisy_points_and_learns_faster(target_runs: dict[str, dict]) -> None:
+    uniform, rho, loss = target_runs["uniform"], target_runs["reducible_loss"], target_runs["loss"]
+    assert uniform["noisy_selected_fraction"] == pytest.approx(0.2, abs=0.03)
+    assert rho["noisy_selected_fraction"] < 0.5 * uniform["noisy_selected_fraction"]
+    assert loss["noisy_selected_fraction"] > uniform["noisy_selected_fraction"]
+    assert rho["best_val_acc"] >= uniform["val_curve"][-1][1]
+
+
+def test_noisy_selected_fraction_is_null_without_label_noise(tmp_path: Path) -> None:
+    result = train(synthetic(tmp_path, "train", "selection=uniform", "datamodule.label_noise=0", "trainer.max_steps=5", output="run"))
+    assert result["noisy_selected_fraction"] is None
+
+
+def test_missing_store_fails_before_training_with_the_command_that_makes_it(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"python run_irreducible\.py") as error:
+        train(synthetic(tmp_path, "train", "selection=reducible_loss", output="run"))
+    assert "no IL store for this data" in str(error.value)
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_explicit_store_path_that_does_not_exist(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="does not exist"):
+        train(synthetic(tmp_path, "train", f"irreducible.path={tmp_path / 'nope.pt'}", output="run"))
+
+
+def test_store_made_for_other_data_is_refused_naming_the_difference(workspace, tmp_path: Path) -> None:
+    _, il = workspace
+    with pytest.raises(StoreError, match="label_noise: store has 0.2, this run has 0.3"):
+        train(synthetic(tmp_path, "train", f"irreducible.path={il['il_store']}", "datamodule.label_noise=0.3", output="run"))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("selection.percent_train=1.5", r"percent_train must be in \(0, 1\]"),
+        ("large_batch_size=5", "at least 10"),
+        ("selection.precision=8", "precision must be"),
+    ],
+)
+def test_bad_settings_fail_before_any_output(tmp_path: Path, override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        train(synthetic(tmp_path, "train", "selection=uniform", override, output="run"))
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_same_seed_same_results(workspace, tmp_path: Path) -> None:
+    _, il = workspace
+    runs = [
+        train(synthetic(tmp_path, "train", f"irreducible.path={il['il_store']}", "trainer.max_steps=20", output=f"run{i}"))
+        for i in range(2)
+    ]
+    assert runs[0]["val_curve"][-1][1] == runs[1]["val_curve"][-1][1]
+    assert runs[0]["test_acc"] == runs[1]["test_acc"]
+    assert runs[0]["noisy_selected_fraction"] == runs[1]["noisy_selected_fraction"]
+
+
+def test_selection_forward_in_bf16(workspace, tmp_path: Path) -> None:
+    _, il = workspace
+    result = train(
+        synthetic(tmp_path, "train", f"irreducible.path={il['il_store']}", "selection.precision=bf16", "selection.model_mode=eval", output="run")
+    )
+    assert result["noisy_selected_fraction"] < 0.1
+    assert torch.isfinite(torch.tensor(result["test_acc"]))
