@@ -1,0 +1,74 @@
+"""Every config composes, instantiates and takes the documented overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+
+from rholoss.selection import list_selections
+from tests.conftest import CONFIG_DIR, compose_config
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+MODELS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
+BASE = ["paths.output_dir=/tmp/unused"]
+
+
+@pytest.mark.parametrize("config_name", ["train", "train_irreducible"])
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_for_both_stages(config_name: str, experiment: str) -> None:
+    cfg = compose_config(config_name, [*BASE, f"experiment={experiment}"])
+    datamodule = instantiate(cfg.datamodule)
+    assert datamodule.batch_size == (cfg.large_batch_size if config_name == "train" else cfg.batch_size)
+    trainer_cfg = cfg.trainer
+    assert trainer_cfg.val_check_interval == cfg.val_every_n_steps
+
+
+def test_defaults_are_the_offline_fashion_mnist_experiment() -> None:
+    cfg = compose_config("train", BASE)
+    assert cfg.datamodule._target_.endswith("FashionMNISTDataModule")
+    assert cfg.datamodule.label_noise == 0.1
+    assert cfg.model._target_.endswith("MLP")
+    assert cfg.selection.name == "reducible_loss"
+    assert compose_config("train_irreducible", BASE).datamodule.label_noise == 0.1
+
+
+def test_every_selection_function_has_a_config() -> None:
+    assert sorted(p.stem for p in (CONFIG_DIR / "selection").glob("*.yaml")) == list_selections()
+
+
+def test_documented_overrides_just_work() -> None:
+    cfg = compose_config(
+        "train",
+        [*BASE, "datamodule.label_noise=0.2", "selection.percent_train=0.2", "seed=3", "trainer.max_steps=500", "selection=uniform"],
+    )
+    assert (cfg.datamodule.label_noise, cfg.selection.percent_train, cfg.seed) == (0.2, 0.2, 3)
+    assert (cfg.trainer.max_steps, cfg.selection.name) == (500, "uniform")
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_config_instantiates(model: str) -> None:
+    cfg = compose_config("train", [*BASE, f"model={model}"])
+    assert sum(p.numel() for p in instantiate(cfg.model, input_shape=(3, 32, 32), num_classes=10).parameters()) > 0
+
+
+@pytest.mark.parametrize(
+    ("override", "listed"),
+    [("selection=reducible_los", "reducible_loss"), ("datamodule=fmnist", "fashion_mnist"), ("model=resnet", "resnet18")],
+)
+def test_unknown_names_are_errors_that_list_the_options(override: str, listed: str) -> None:
+    with pytest.raises(ConfigCompositionException, match=listed):
+        compose_config("train", [*BASE, override])
+
+
+def test_unknown_keys_are_refused() -> None:
+    with pytest.raises(ConfigCompositionException, match="percent_trian"):
+        compose_config("train", [*BASE, "selection.percent_trian=0.2"])
+
+
+def test_loggers_instantiate(tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"paths.output_dir={tmp_path}", "logger=wandb"])
+    assert set(cfg.logger) == {"csv", "wandb"}
+    assert cfg.logger.wandb.mode in {"offline", "disabled", "online"}
