@@ -142,3 +142,39 @@ def test_selection_forward_in_bf16(workspace, tmp_path: Path) -> None:
     )
     assert result["noisy_selected_fraction"] < 0.1
     assert torch.isfinite(torch.tensor(result["test_acc"]))
+
+
+@pytest.mark.slow
+def test_wandb_logger_runs_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    train(synthetic(tmp_path, "train", "selection=uniform", "logger=wandb", "trainer.max_steps=10", "val_every_n_steps=5", output="run"))
+    offline_runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1
+    assert list(offline_runs[0].glob("*.wandb"))
+    assert (tmp_path / "run" / "csv" / "metrics.csv").is_file()
+
+
+DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (DEBIAN_FMNIST / "train-images-idx3-ubyte.gz").is_file(),
+    reason="Debian's dataset-fashion-mnist is not installed (.ci/setup installs it)",
+)
+def test_both_stages_on_a_slice_of_real_fashion_mnist(tmp_path: Path) -> None:
+    overrides = [
+        *QUIET, f"paths.root_dir={tmp_path}", "experiment=fmnist_noisy_mlp", "datamodule.train_subset=4000",
+        "datamodule.val_size=500", "datamodule.download=false", "trainer.max_steps=60", "val_every_n_steps=20",
+    ]
+    il = train_irreducible(compose_config("train_irreducible", [*overrides, f"paths.output_dir={tmp_path / 'il'}"]))
+    assert il["dataset"]["pool_size"] == 1750 and il["dataset"]["dataset"] == "fashion_mnist"
+    assert il["val_acc"] > 0.6
+    runs = {
+        name: train(compose_config("train", [*overrides, "large_batch_size=320", f"selection={name}", f"paths.output_dir={tmp_path / name}"]))
+        for name in ("uniform", "reducible_loss")
+    }
+    assert runs["reducible_loss"]["il_store"] == il["il_store"]
+    assert runs["reducible_loss"]["test_acc"] > 0.5
+    assert runs["reducible_loss"]["noisy_selected_fraction"] < runs["uniform"]["noisy_selected_fraction"]

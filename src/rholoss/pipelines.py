@@ -11,6 +11,7 @@ import logging
 import shlex
 import subprocess
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import WandbLogger
 
 import rholoss
 from rholoss.atomic import atomic_write_text
@@ -31,6 +33,11 @@ from rholoss.modules import ClassifierModule, OnlineBatchSelection
 from rholoss.selection import get_selection, selection_size
 
 log = logging.getLogger(__name__)
+
+# Training is counted in steps, so Lightning's advice about epochs shorter than its logging interval
+# does not apply; its pytree deprecation notice is internal to Lightning.
+warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 # Overrides that change which pool a run sees, and so which IL store it needs.
 _DATA_OVERRIDE_ROOTS = ("experiment", "datamodule", "paths")
@@ -72,6 +79,7 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         "run_dir": str(output_dir),
     }
     IrreducibleLossStore(losses, datamodule.fingerprint, metadata).save(path)
+    _close_loggers(trainer)
     results = {
         "stage": "irreducible",
         "seed": cfg.seed,
@@ -118,6 +126,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule)
     wall_seconds = time.perf_counter() - started
     test_acc = float(trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/acc"])
+    _close_loggers(trainer)
 
     results = {
         "stage": "target",
@@ -189,6 +198,15 @@ def _trainer(cfg: DictConfig, output_dir: Path, callbacks: list[pl.Callback]) ->
     return instantiate(
         cfg.trainer, logger=loggers or False, callbacks=callbacks + extra, default_root_dir=str(output_dir)
     )
+
+
+def _close_loggers(trainer: pl.Trainer) -> None:
+    """End each logger's run, so that the next job of a multirun starts its own (wandb keeps one
+    run per process until told otherwise)."""
+    for logger in trainer.loggers:
+        logger.finalize("success")
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()
 
 
 def _irreducible_store(cfg: DictConfig, datamodule: PoolDataModule) -> tuple[IrreducibleLossStore, Path]:
