@@ -1,3 +1,4 @@
+from rholoss.callbacks.progress import StepProgressBar
 from rholoss.callbacks.val_curve import ValCurve
 
-__all__ = ["ValCurve"]
+__all__ = ["StepProgressBar", "ValCurve"]
