@@ -36,7 +36,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def target_runs(workspace: tuple[Path, dict]) -> dict[str, dict]:
     root, _ = workspace
-    return {name: train(synthetic(root, "train", f"selection={name}", output=name)) for name in list_selections()}
+    def run(name: str) -> dict:
+        dropout = ["model.dropout=0.1"] if get_selection(name).needs_mc_samples else []
+        return train(synthetic(root, "train", f"selection={name}", *dropout, output=name))
+
+    return {name: run(name) for name in list_selections()}
 
 
 def test_irreducible_stage_writes_a_store_for_the_pool(workspace: tuple[Path, dict]) -> None:
@@ -124,6 +128,12 @@ def test_bad_settings_fail_before_any_output(tmp_path: Path, override: str, mess
     assert not (tmp_path / "run" / "results.json").exists()
 
 
+def test_bald_without_dropout_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"no dropout layer: use a model with dropout \(e.g. model.dropout=0.1"):
+        train(synthetic(tmp_path, "train", "selection=bald", output="run"))
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
 def test_same_seed_same_results(workspace, tmp_path: Path) -> None:
     _, il = workspace
     runs = [
@@ -186,3 +196,12 @@ def test_progress_bar_shows_step_loss_and_val_accuracy(workspace, tmp_path: Path
     train(synthetic(tmp_path, "train", *overrides, "trainer.max_steps=40", "callbacks.progress_bar.refresh_rate=1", output="run"))
     shown = capfd.readouterr().out  # Lightning's bar writes to stdout
     assert "step=40" in shown and "train/loss=" in shown and "val/acc=" in shown
+
+
+@pytest.mark.parametrize("name", ["uniform", "reducible_loss", "gradnorm_is"])
+def test_selection_counts_add_up_to_every_selected_point(name: str, target_runs: dict[str, dict]) -> None:
+    result = target_runs[name]
+    histogram = result["selection_counts"]["histogram"]
+    assert sum(points for _, points in histogram) == result["dataset"]["pool_size"]
+    assert sum(times * points for times, points in histogram) == result["steps"] * result["batch_size"]
+    assert result["selection_counts"]["never_selected"] == dict(map(tuple, histogram)).get(0, 0)

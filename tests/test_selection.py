@@ -24,11 +24,15 @@ def random_batch(seed: int = 0, device: str = "cpu") -> SelectionInput:
         targets=torch.randint(0, C, (N_B,), generator=generator).to(device),
         logits=torch.randn(N_B, C, generator=generator).to(device),
         irreducible_loss=torch.rand(N_B, generator=generator).to(device) * 3,
+        mc_logits=torch.randn(4, N_B, C, generator=generator).to(device),
     )
 
 
 def test_builtin_functions_are_registered() -> None:
-    assert {"uniform", "reducible_loss", "loss", "irreducible_loss", "gradnorm"} <= set(ALL)
+    assert {
+        "uniform", "reducible_loss", "loss", "irreducible_loss", "gradnorm", "gradnorm_is", "entropy", "bald",
+        "reducible_loss_sampled",
+    } <= set(ALL)
 
 
 def test_unknown_name_lists_every_registered_name() -> None:
@@ -51,10 +55,12 @@ def test_selects_k_distinct_positions_on_the_batch_device(name: str) -> None:
     assert chosen.positions.shape == (K,)
     assert chosen.positions.dtype == torch.int64
     assert chosen.positions.device == batch.targets.device
-    assert len(set(chosen.positions.tolist())) == K
+    if not get_selection(name).with_replacement:
+        assert len(set(chosen.positions.tolist())) == K
     assert 0 <= int(chosen.positions.min()) and int(chosen.positions.max()) < N_B
     if chosen.weights is not None:
         assert chosen.weights.shape == (K,)
+        assert bool((chosen.weights > 0).all())
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -76,6 +82,7 @@ def test_needs_only_what_it_declares(name: str) -> None:
         targets=full.targets,
         logits=full.logits if method.needs_logits else None,
         irreducible_loss=full.irreducible_loss if method.needs_irreducible else None,
+        mc_logits=full.mc_logits if method.needs_mc_samples else None,
     )
     assert method.select(batch, K).positions.shape == (K,)
 

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
+# Keys of the selection config read by the module itself; the rest go to the selection function.
+_SHARED_SELECTION_KEYS = {"name", "percent_train", "precision", "model_mode", "mc_samples"}
 # Overrides that change which pool a run sees, and so which IL store it needs.
 _DATA_OVERRIDE_ROOTS = ("experiment", "datamodule", "paths")
 
@@ -115,10 +117,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         percent_train=cfg.selection.percent_train,
         precision=str(cfg.selection.precision),
         model_mode=cfg.selection.model_mode,
+        mc_samples=cfg.selection.get("mc_samples", 10),
+        options={k: v for k, v in cfg.selection.items() if k not in _SHARED_SELECTION_KEYS},
     )
     if store is not None:
         module.set_irreducible_losses(store.losses)
-    module.set_corrupted_mask(datamodule.corrupted)
+    module.prepare_pool(len(datamodule.split("pool")), datamodule.corrupted if datamodule.has_label_noise else None)
     val_curve = ValCurve()
     trainer = _trainer(cfg, output_dir, [val_curve])
 
@@ -140,6 +144,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "best_val_acc": val_curve.best,
         "test_acc": test_acc,
         "noisy_selected_fraction": module.noisy_selected_fraction,
+        "selection_counts": module.selection_count_summary(),
         "wall_seconds": round(wall_seconds, 3),
         "il_store": str(store_file) if store_file else None,
         "model": cfg.model._target_,

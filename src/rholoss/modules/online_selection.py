@@ -13,9 +13,10 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.dropout import _DropoutNd
 
 from rholoss.modules.classifier import Batch, ClassifierModule, OptimizerFactory
-from rholoss.selection import Selection, SelectionInput, check_percent_train, get_selection, selection_size
+from rholoss.selection import SelectionInput, check_percent_train, get_selection, selection_size
 
 Precision = Literal["32", "bf16", "16"]
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
@@ -31,6 +32,8 @@ class OnlineBatchSelection(ClassifierModule):
             training step keeps the trainer's precision.
         model_mode: mode of the model during the selection pass: "train" (as the paper's code; BatchNorm
             uses batch statistics) or "eval" (running statistics, no dropout).
+        mc_samples: forward passes with dropout active, for methods that need MC samples (bald).
+        options: the selection function's own keyword arguments (e.g. ``temperature``).
     """
 
     def __init__(
@@ -42,6 +45,8 @@ class OnlineBatchSelection(ClassifierModule):
         percent_train: float = 0.1,
         precision: Precision = "32",
         model_mode: Literal["train", "eval"] = "train",
+        mc_samples: int = 10,
+        options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(model, num_classes, optimizer)
         self.method = get_selection(selection)
@@ -50,69 +55,131 @@ class OnlineBatchSelection(ClassifierModule):
             raise ValueError(f"selection.precision must be 32, bf16 or 16, got {precision!r}.")
         if model_mode not in ("train", "eval"):
             raise ValueError(f"selection.model_mode must be 'train' or 'eval', got {model_mode!r}.")
+        if self.method.needs_mc_samples:
+            if not any(isinstance(m, _DropoutNd) for m in model.modules()):
+                raise ValueError(
+                    f"Selection {selection!r} needs MC-dropout samples, but the model has no dropout layer: "
+                    "use a model with dropout (e.g. model.dropout=0.1 for the MLP)."
+                )
+            if mc_samples < 2:
+                raise ValueError(f"selection.mc_samples must be at least 2, got {mc_samples}.")
         self.percent_train = percent_train
         self.precision = str(precision)
         self.model_mode = model_mode
+        self.mc_samples = mc_samples
+        self.options = dict(options or {})
         # Not saved in checkpoints: they are reloaded from the IL store and the datamodule.
         self.register_buffer("irreducible_losses", torch.empty(0), persistent=False)
         self.register_buffer("corrupted", torch.empty(0, dtype=torch.bool), persistent=False)
-        # Running totals on the device, read only when logging or at the end: no sync per step.
-        self.register_buffer("num_selected", torch.zeros((), dtype=torch.long))
+        # Statistics stay on the device and are read only when logging or at the end: no sync per step.
+        self.register_buffer("selection_counts", torch.empty(0, dtype=torch.long))
         self.register_buffer("num_selected_corrupted", torch.zeros((), dtype=torch.long))
 
     def set_irreducible_losses(self, losses: Tensor) -> None:
         self.irreducible_losses = losses.to(self.irreducible_losses.device, torch.float32)
 
-    def set_corrupted_mask(self, corrupted: Tensor) -> None:
-        self.corrupted = corrupted.to(self.corrupted.device, torch.bool)
+    def prepare_pool(self, pool_size: int, corrupted: Tensor | None = None) -> None:
+        """Size the per-point statistics for the pool, and say which of its labels were corrupted."""
+        device = self.selection_counts.device
+        self.selection_counts = torch.zeros(pool_size, dtype=torch.long, device=device)
+        self.corrupted = (
+            torch.empty(0, dtype=torch.bool, device=device) if corrupted is None else corrupted.to(device, torch.bool)
+        )
 
     @property
     def noisy_selected_fraction(self) -> float | None:
         """Exact share of all selected points whose label was corrupted; None without noise."""
         if self.corrupted.numel() == 0 or not bool(self.corrupted.any()):
             return None
-        return float(self.num_selected_corrupted) / max(int(self.num_selected), 1)
+        return float(self.num_selected_corrupted) / max(int(self.selection_counts.sum()), 1)
+
+    def selection_count_summary(self) -> dict[str, Any]:
+        """How often pool points were trained on: histogram as [[times selected, number of points], …]."""
+        histogram = torch.bincount(self.selection_counts).cpu()
+        return {
+            "never_selected": int(histogram[0]) if len(histogram) else 0,
+            "histogram": [[times, n] for times, n in enumerate(histogram.tolist()) if n],
+        }
+
+    def _autocast(self) -> Any:
+        if self.precision in _AUTOCAST_DTYPES:
+            return torch.autocast(self.device.type, dtype=_AUTOCAST_DTYPES[self.precision])
+        return nullcontext()
 
     def _selection_forward(self, x: Any) -> Tensor:
         was_training = self.model.training
         self.model.train(self.model_mode == "train")
-        autocast = (
-            torch.autocast(self.device.type, dtype=_AUTOCAST_DTYPES[self.precision])
-            if self.precision in _AUTOCAST_DTYPES
-            else nullcontext()
-        )
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), self._autocast():
             logits = self.model(x)
         self.model.train(was_training)
         return logits
 
-    def select(self, index: Tensor, x: Any, y: Tensor) -> Selection:
+    def _mc_dropout_forward(self, x: Any) -> Tensor:
+        """[mc_samples, n_B, classes] logits with only the dropout layers in train mode, computed as
+        one forward pass over the batch repeated ``mc_samples`` times."""
+        was_training = self.model.training
+        self.model.eval()
+        for layer in self.model.modules():
+            if isinstance(layer, _DropoutNd):
+                layer.train()
+        repeated = _map_inputs(x, lambda t: t.repeat(self.mc_samples, *([1] * (t.ndim - 1))))
+        with torch.inference_mode(), self._autocast():
+            logits = self.model(repeated)
+        self.model.train(was_training)
+        return logits.view(self.mc_samples, -1, logits.shape[-1])
+
+    def score_batch(self, index: Tensor, x: Any, y: Tensor) -> SelectionInput:
+        """What the selection function needs, and nothing more."""
         method = self.method
         if method.needs_irreducible and self.irreducible_losses.numel() == 0:
             raise RuntimeError(
                 f"Selection {method.name!r} needs irreducible losses; call set_irreducible_losses first."
             )
-        scored = SelectionInput(
+        return SelectionInput(
             targets=y,
             logits=self._selection_forward(x) if method.needs_logits else None,
             irreducible_loss=self.irreducible_losses[index] if method.needs_irreducible else None,
+            mc_logits=self._mc_dropout_forward(x) if method.needs_mc_samples else None,
         )
-        return method.select(scored, selection_size(len(y), self.percent_train))
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         index, x, y = batch
-        chosen = self.select(index, x, y)
+        scored = self.score_batch(index, x, y)
+        chosen = self.method.select(scored, selection_size(len(y), self.percent_train), **self.options)
         positions = chosen.positions
-        x_sel = {k: v[positions] for k, v in x.items()} if isinstance(x, dict) else x[positions]
-        losses = F.cross_entropy(self(x_sel), y[positions], reduction="none")
+        losses = F.cross_entropy(self(_map_inputs(x, lambda t: t[positions])), y[positions], reduction="none")
         # Importance weights (when a method returns them) keep the gradient estimate unbiased.
         loss = losses.mean() if chosen.weights is None else (losses * chosen.weights).mean()
-        self._track_selected(index[positions])
         self.log("train/loss", loss, prog_bar=True)
+        self._log_selection_statistics(index, positions, scored)
         return loss
 
-    def _track_selected(self, selected_index: Tensor) -> None:
-        self.num_selected += selected_index.numel()
+    def _log_selection_statistics(self, index: Tensor, positions: Tensor, scored: SelectionInput) -> None:
+        selected_index = index[positions]
+        self.selection_counts.index_add_(0, selected_index, torch.ones_like(selected_index))
         if self.corrupted.numel():
             self.num_selected_corrupted += self.corrupted[selected_index].sum()
-            self.log("train/noisy_selected_fraction", self.num_selected_corrupted / self.num_selected)
+            self.log("selection/noisy_fraction", self.num_selected_corrupted / self.selection_counts.sum())
+        chosen = torch.zeros(len(index), dtype=torch.bool, device=index.device)
+        chosen[positions] = True
+        quantities = {}
+        if scored.logits is not None:
+            quantities["loss"] = scored.loss
+        if scored.irreducible_loss is not None:
+            quantities["irreducible_loss"] = scored.irreducible_loss
+        if len(quantities) == 2:
+            quantities["reducible_loss"] = quantities["loss"] - quantities["irreducible_loss"]
+        for name, values in quantities.items():
+            self.log(f"selection/{name}_selected", _masked_mean(values, chosen))
+            self.log(f"selection/{name}_not_selected", _masked_mean(values, ~chosen))
+
+
+def _map_inputs(x: Any, fn: Any) -> Any:
+    """Apply ``fn`` to a tensor input or to every tensor of a dict input (text: input_ids, …)."""
+    return {key: fn(value) for key, value in x.items()} if isinstance(x, dict) else fn(x)
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean over ``mask`` without a host sync; 0 for an empty mask (percent_train = 1)."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1)

@@ -38,3 +38,45 @@ def gradnorm(batch: SelectionInput) -> Tensor:
     probs = torch.softmax(batch.logits.float(), dim=-1)
     probs = probs - torch.nn.functional.one_hot(batch.targets, probs.shape[-1]).to(probs.dtype)
     return torch.linalg.vector_norm(probs, dim=-1)
+
+
+@register("gradnorm_is", with_replacement=True)
+def gradnorm_importance_sampling(batch: SelectionInput, k: int) -> Selection:
+    """Importance sampling with replacement, p ∝ gradient-norm bound, weights 1/(n_B p) (Katharopoulos & Fleuret).
+
+    E[mean(w * loss)] over the draw is the mean loss of the large batch, so the gradient is unbiased;
+    the tiny floor on p keeps points with a zero bound drawable, so the estimator stays unbiased
+    for them too.
+    """
+    norms = gradnorm(batch)
+    probs = norms + 1e-8 * norms.sum().clamp_min(1e-8)
+    probs = probs / probs.sum()
+    positions = torch.multinomial(probs, k, replacement=True)
+    return Selection(positions, weights=1.0 / (batch.size * probs[positions]))
+
+
+@register_score("entropy")
+def entropy(batch: SelectionInput) -> Tensor:
+    """Highest predictive entropy of the current model (label-free, as in active learning)."""
+    log_probs = torch.log_softmax(batch.logits.float(), dim=-1)
+    return -(log_probs.exp() * log_probs).sum(-1)
+
+
+@register_score("bald", needs_mc_samples=True)
+def bald(batch: SelectionInput) -> Tensor:
+    """Highest BALD score from MC dropout: entropy of the mean prediction minus mean entropy."""
+    log_probs = torch.log_softmax(batch.mc_logits.float(), dim=-1)  # [samples, n_B, classes]
+    mean_probs = log_probs.exp().mean(0)
+    predictive = -(mean_probs * mean_probs.clamp_min(1e-12).log()).sum(-1)
+    expected = -(log_probs.exp() * log_probs).sum(-1).mean(0)
+    return predictive - expected
+
+
+@register("reducible_loss_sampled", needs_irreducible=True)
+def reducible_loss_sampled(batch: SelectionInput, k: int, temperature: float = 1.0) -> Selection:
+    """Samples without replacement ∝ softmax(reducible loss / temperature) (Gumbel top-k)."""
+    if temperature <= 0:
+        raise ValueError(f"selection.temperature must be positive, got {temperature}.")
+    logits = (batch.loss - batch.irreducible_loss) / temperature
+    gumbel = -torch.log(-torch.log(torch.rand_like(logits).clamp_min(1e-20)))
+    return Selection(torch.topk(logits + gumbel, k, sorted=False).indices)

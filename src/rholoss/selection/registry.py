@@ -19,11 +19,13 @@ from torch import Tensor
 @dataclass(frozen=True)
 class SelectionInput:
     """A scored large batch. ``logits`` is None for methods that do not need a forward pass;
-    ``irreducible_loss`` is None for methods that do not need an IL store."""
+    ``irreducible_loss`` is None for methods that do not need an IL store; ``mc_logits``
+    ([samples, n_B, classes], forward passes with dropout active) only for methods that ask for them."""
 
     targets: Tensor
     logits: Tensor | None = None
     irreducible_loss: Tensor | None = None
+    mc_logits: Tensor | None = None
 
     @cached_property
     def loss(self) -> Tensor:
@@ -39,22 +41,28 @@ class SelectionInput:
 
 @dataclass(frozen=True)
 class Selection:
-    """Positions in the large batch to train on, and optional per-point loss weights."""
+    """Positions in the large batch to train on (repeats only for methods that sample with
+    replacement), and optional per-point loss weights that make the step's loss ``mean(w * loss)``."""
 
     positions: Tensor
     weights: Tensor | None = None
 
 
-SelectFn = Callable[[SelectionInput, int], Selection]
-ScoreFn = Callable[[SelectionInput], Tensor]
+SelectFn = Callable[..., Selection]  # (batch, k, **options) -> Selection
+ScoreFn = Callable[..., Tensor]  # (batch, **options) -> Tensor[n_B]
 
 
 @dataclass(frozen=True)
 class SelectionMethod:
+    """A registered function and what it needs: the module computes only that (no forward pass for
+    ``uniform``, MC-dropout passes only for methods with ``mc_samples``)."""
+
     name: str
     select: SelectFn
     needs_logits: bool
     needs_irreducible: bool
+    with_replacement: bool
+    needs_mc_samples: bool
     description: str
 
 
@@ -67,29 +75,39 @@ _REGISTRY: dict[str, SelectionMethod] = {}
 
 
 def register(
-    name: str, *, needs_logits: bool = True, needs_irreducible: bool = False
+    name: str,
+    *,
+    needs_logits: bool = True,
+    needs_irreducible: bool = False,
+    with_replacement: bool = False,
+    needs_mc_samples: bool = False,
 ) -> Callable[[SelectFn], SelectFn]:
-    """Register ``fn(batch, k) -> Selection`` under ``name``."""
+    """Register ``fn(batch, k, **options) -> Selection`` under ``name``; ``options`` are the
+    function's own keys from the ``selection`` config (e.g. ``temperature``)."""
 
     def decorator(fn: SelectFn) -> SelectFn:
         if name in _REGISTRY:
             raise ValueError(f"A selection function named {name!r} is already registered.")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = SelectionMethod(name, fn, needs_logits, needs_irreducible, doc[0] if doc else "")
+        _REGISTRY[name] = SelectionMethod(
+            name, fn, needs_logits, needs_irreducible, with_replacement, needs_mc_samples, doc[0] if doc else ""
+        )
         return fn
 
     return decorator
 
 
-def register_score(name: str, *, needs_irreducible: bool = False) -> Callable[[ScoreFn], ScoreFn]:
-    """Register ``score(batch) -> Tensor[n_B]``: the method keeps the ``k`` highest scores."""
+def register_score(
+    name: str, *, needs_irreducible: bool = False, needs_mc_samples: bool = False
+) -> Callable[[ScoreFn], ScoreFn]:
+    """Register ``score(batch, **options) -> Tensor[n_B]``: the method keeps the ``k`` highest scores."""
 
     def decorator(score: ScoreFn) -> ScoreFn:
-        def select_top(batch: SelectionInput, k: int) -> Selection:
-            return Selection(torch.topk(score(batch), k, sorted=False).indices)
+        def select_top(batch: SelectionInput, k: int, **options) -> Selection:
+            return Selection(torch.topk(score(batch, **options), k, sorted=False).indices)
 
         select_top.__doc__ = score.__doc__
-        register(name, needs_irreducible=needs_irreducible)(select_top)
+        register(name, needs_irreducible=needs_irreducible, needs_mc_samples=needs_mc_samples)(select_top)
         return score
 
     return decorator
