@@ -122,7 +122,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     if store is not None:
         module.set_irreducible_losses(store.losses)
-    module.prepare_pool(len(datamodule.split("pool")), datamodule.corrupted if datamodule.has_label_noise else None)
+    module.prepare_pool(
+        len(datamodule.split("pool")),
+        corrupted=datamodule.corrupted if datamodule.has_label_noise else None,
+        relevant=datamodule.relevant,
+    )
     val_curve = ValCurve()
     trainer = _trainer(cfg, output_dir, [val_curve])
 
@@ -144,6 +148,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "best_val_acc": val_curve.best,
         "test_acc": test_acc,
         "noisy_selected_fraction": module.noisy_selected_fraction,
+        "relevant_selected_fraction": module.relevant_selected_fraction,
         "selection_counts": module.selection_count_summary(),
         "wall_seconds": round(wall_seconds, 3),
         "il_store": str(store_file) if store_file else None,

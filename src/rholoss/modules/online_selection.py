@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn.modules.dropout import _DropoutNd
 
 from rholoss.modules.classifier import Batch, ClassifierModule, OptimizerFactory
-from rholoss.selection import SelectionInput, check_percent_train, get_selection, selection_size
+from rholoss.selection import Selection, SelectionInput, check_percent_train, get_selection, selection_size
 
 Precision = Literal["32", "bf16", "16"]
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
@@ -74,24 +74,34 @@ class OnlineBatchSelection(ClassifierModule):
         # Statistics stay on the device and are read only when logging or at the end: no sync per step.
         self.register_buffer("selection_counts", torch.empty(0, dtype=torch.long))
         self.register_buffer("num_selected_corrupted", torch.zeros((), dtype=torch.long))
+        self.register_buffer("relevant", torch.empty(0, dtype=torch.bool), persistent=False)
+        self.register_buffer("num_selected_relevant", torch.zeros((), dtype=torch.long))
 
     def set_irreducible_losses(self, losses: Tensor) -> None:
         self.irreducible_losses = losses.to(self.irreducible_losses.device, torch.float32)
 
-    def prepare_pool(self, pool_size: int, corrupted: Tensor | None = None) -> None:
-        """Size the per-point statistics for the pool, and say which of its labels were corrupted."""
+    def prepare_pool(self, pool_size: int, corrupted: Tensor | None = None, relevant: Tensor | None = None) -> None:
+        """Size the per-point statistics for the pool, and say which of its points have corrupted
+        labels and which belong to relevant classes (None: not applicable to this data)."""
         device = self.selection_counts.device
         self.selection_counts = torch.zeros(pool_size, dtype=torch.long, device=device)
-        self.corrupted = (
-            torch.empty(0, dtype=torch.bool, device=device) if corrupted is None else corrupted.to(device, torch.bool)
-        )
+        empty = torch.empty(0, dtype=torch.bool, device=device)
+        self.corrupted = empty if corrupted is None else corrupted.to(device, torch.bool)
+        self.relevant = empty if relevant is None else relevant.to(device, torch.bool)
 
     @property
     def noisy_selected_fraction(self) -> float | None:
         """Exact share of all selected points whose label was corrupted; None without noise."""
-        if self.corrupted.numel() == 0 or not bool(self.corrupted.any()):
+        if self.corrupted.numel() == 0:
             return None
         return float(self.num_selected_corrupted) / max(int(self.selection_counts.sum()), 1)
+
+    @property
+    def relevant_selected_fraction(self) -> float | None:
+        """Exact share of all selected points from relevant classes; None without relevance split."""
+        if self.relevant.numel() == 0:
+            return None
+        return float(self.num_selected_relevant) / max(int(self.selection_counts.sum()), 1)
 
     def selection_count_summary(self) -> dict[str, Any]:
         """How often pool points were trained on: histogram as [[times selected, number of points], …]."""
@@ -151,15 +161,22 @@ class OnlineBatchSelection(ClassifierModule):
         # Importance weights (when a method returns them) keep the gradient estimate unbiased.
         loss = losses.mean() if chosen.weights is None else (losses * chosen.weights).mean()
         self.log("train/loss", loss, prog_bar=True)
-        self._log_selection_statistics(index, positions, scored)
+        self._log_selection_statistics(index, chosen, scored)
         return loss
 
-    def _log_selection_statistics(self, index: Tensor, positions: Tensor, scored: SelectionInput) -> None:
+    def _log_selection_statistics(self, index: Tensor, selection: Selection, scored: SelectionInput) -> None:
+        positions = selection.positions
         selected_index = index[positions]
         self.selection_counts.index_add_(0, selected_index, torch.ones_like(selected_index))
+        total = self.selection_counts.sum()
         if self.corrupted.numel():
             self.num_selected_corrupted += self.corrupted[selected_index].sum()
-            self.log("selection/noisy_fraction", self.num_selected_corrupted / self.selection_counts.sum())
+            self.log("selection/noisy_fraction", self.num_selected_corrupted / total)
+        if self.relevant.numel():
+            self.num_selected_relevant += self.relevant[selected_index].sum()
+            self.log("selection/relevant_fraction", self.num_selected_relevant / total)
+        if selection.scores is not None:
+            self.log("selection/top20_score_share", top_score_share(selection.scores, 0.2))
         chosen = torch.zeros(len(index), dtype=torch.bool, device=index.device)
         chosen[positions] = True
         quantities = {}
@@ -172,6 +189,17 @@ class OnlineBatchSelection(ClassifierModule):
         for name, values in quantities.items():
             self.log(f"selection/{name}_selected", _masked_mean(values, chosen))
             self.log(f"selection/{name}_not_selected", _masked_mean(values, ~chosen))
+
+
+def top_score_share(scores: Tensor, top_fraction: float) -> Tensor:
+    """Share of a large batch's total score held by its ``top_fraction`` highest-scoring points.
+
+    Scores are shifted to start at 0 first, so methods whose scores can be negative (reducible loss)
+    are measured on the same footing: 0.2 means no concentration, 1.0 all of it in the top points.
+    """
+    shifted = scores.float() - scores.min()
+    top = torch.topk(shifted, max(1, int(round(top_fraction * len(scores))))).values.sum()
+    return top / shifted.sum().clamp_min(1e-12)
 
 
 def _map_inputs(x: Any, fn: Any) -> Any:

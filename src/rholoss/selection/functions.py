@@ -52,7 +52,7 @@ def gradnorm_importance_sampling(batch: SelectionInput, k: int) -> Selection:
     probs = norms + 1e-8 * norms.sum().clamp_min(1e-8)
     probs = probs / probs.sum()
     positions = torch.multinomial(probs, k, replacement=True)
-    return Selection(positions, weights=1.0 / (batch.size * probs[positions]))
+    return Selection(positions, weights=1.0 / (batch.size * probs[positions]), scores=norms)
 
 
 @register_score("entropy")
@@ -77,6 +77,6 @@ def reducible_loss_sampled(batch: SelectionInput, k: int, temperature: float = 1
     """Samples without replacement ∝ softmax(reducible loss / temperature) (Gumbel top-k)."""
     if temperature <= 0:
         raise ValueError(f"selection.temperature must be positive, got {temperature}.")
-    logits = (batch.loss - batch.irreducible_loss) / temperature
-    gumbel = -torch.log(-torch.log(torch.rand_like(logits).clamp_min(1e-20)))
-    return Selection(torch.topk(logits + gumbel, k, sorted=False).indices)
+    scores = batch.loss - batch.irreducible_loss
+    gumbel = -torch.log(-torch.log(torch.rand_like(scores).clamp_min(1e-20)))
+    return Selection(torch.topk(scores / temperature + gumbel, k, sorted=False).indices, scores=scores)

@@ -46,6 +46,7 @@ class Selection:
 
     positions: Tensor
     weights: Tensor | None = None
+    scores: Tensor | None = None  # [n_B], for score-concentration statistics
 
 
 SelectFn = Callable[..., Selection]  # (batch, k, **options) -> Selection
@@ -104,7 +105,8 @@ def register_score(
 
     def decorator(score: ScoreFn) -> ScoreFn:
         def select_top(batch: SelectionInput, k: int, **options) -> Selection:
-            return Selection(torch.topk(score(batch, **options), k, sorted=False).indices)
+            scores = score(batch, **options)
+            return Selection(torch.topk(scores, k, sorted=False).indices, scores=scores)
 
         select_top.__doc__ = score.__doc__
         register(name, needs_irreducible=needs_irreducible, needs_mc_samples=needs_mc_samples)(select_top)
