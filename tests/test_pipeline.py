@@ -205,3 +205,19 @@ def test_selection_counts_add_up_to_every_selected_point(name: str, target_runs:
     assert sum(points for _, points in histogram) == result["dataset"]["pool_size"]
     assert sum(times * points for times, points in histogram) == result["steps"] * result["batch_size"]
     assert result["selection_counts"]["never_selected"] == dict(map(tuple, histogram)).get(0, 0)
+
+
+def test_uniform_can_draw_the_full_large_batch_or_only_what_it_trains_on(tmp_path: Path) -> None:
+    runs = {
+        flag: train(synthetic(tmp_path, "train", "selection=uniform", f"selection.draw_only_selected={flag}", "trainer.max_steps=20", output=f"run{flag}"))
+        for flag in (True, False)
+    }
+    for flag, result in runs.items():
+        assert result["draw_only_selected"] is flag
+        assert (result["steps"], result["batch_size"], result["large_batch_size"]) == (20, 32, 320)
+        assert sum(t * n for t, n in result["selection_counts"]["histogram"]) == 20 * 32
+
+
+def test_draw_only_selected_is_refused_for_content_aware_methods(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="only to methods that ignore"):
+        train(synthetic(tmp_path, "train", "selection=loss", "+selection.draw_only_selected=true", output="run"))

@@ -40,7 +40,7 @@ warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 # Keys of the selection config read by the module itself; the rest go to the selection function.
-_SHARED_SELECTION_KEYS = {"name", "percent_train", "precision", "model_mode", "mc_samples"}
+_SHARED_SELECTION_KEYS = {"name", "percent_train", "precision", "model_mode", "mc_samples", "draw_only_selected"}
 # Overrides that change which pool a run sees, and so which IL store it needs.
 _DATA_OVERRIDE_ROOTS = ("experiment", "datamodule", "paths")
 
@@ -105,8 +105,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     method = get_selection(cfg.selection.name)
     large_batch_size = int(cfg.datamodule.batch_size)
     batch_size = selection_size(large_batch_size, cfg.selection.percent_train)
+    draw_only_selected = bool(cfg.selection.get("draw_only_selected", False))
+    if draw_only_selected and (method.needs_logits or method.needs_irreducible or method.needs_mc_samples):
+        raise ValueError(
+            f"selection.draw_only_selected applies only to methods that ignore the points' content "
+            f"(uniform), not to {method.name!r}: remove it."
+        )
     output_dir = _start(cfg)
-    datamodule = _datamodule(cfg, train_split="pool")
+    # A content-blind method may draw just the n_b points it trains on: the same distribution of
+    # steps as drawing n_B and keeping n_b, without loading the 90% it would throw away.
+    datamodule = _datamodule(cfg, train_split="pool", batch_size=batch_size if draw_only_selected else large_batch_size)
     store, store_file = _irreducible_store(cfg, datamodule) if method.needs_irreducible else (None, None)
 
     module = OnlineBatchSelection(
@@ -114,7 +122,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule.num_classes,
         instantiate(cfg.optimizer),
         selection=method.name,
-        percent_train=cfg.selection.percent_train,
+        percent_train=1.0 if draw_only_selected else cfg.selection.percent_train,
         precision=str(cfg.selection.precision),
         model_mode=cfg.selection.model_mode,
         mc_samples=cfg.selection.get("mc_samples", 10),
@@ -144,6 +152,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "large_batch_size": large_batch_size,
         "batch_size": batch_size,
         "percent_train": cfg.selection.percent_train,
+        "draw_only_selected": draw_only_selected,
         "val_curve": val_curve.points,
         "best_val_acc": val_curve.best,
         "test_acc": test_acc,
@@ -190,8 +199,8 @@ def _start(cfg: DictConfig) -> Path:
     return output_dir
 
 
-def _datamodule(cfg: DictConfig, train_split: str) -> PoolDataModule:
-    datamodule: PoolDataModule = instantiate(cfg.datamodule, train_split=train_split)
+def _datamodule(cfg: DictConfig, train_split: str, **overrides: Any) -> PoolDataModule:
+    datamodule: PoolDataModule = instantiate(cfg.datamodule, train_split=train_split, **overrides)
     datamodule.prepare_data()
     datamodule.setup("fit")
     log.info("Data %s: %s", datamodule.name, datamodule.describe())
