@@ -193,7 +193,7 @@ def test_both_stages_on_a_slice_of_real_fashion_mnist(tmp_path: Path) -> None:
 def test_progress_bar_shows_step_loss_and_val_accuracy(workspace, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     _, il = workspace
     overrides = [f"irreducible.path={il['il_store']}", "callbacks=default", "trainer.enable_progress_bar=true"]
-    train(synthetic(tmp_path, "train", *overrides, "trainer.max_steps=40", "callbacks.progress_bar.refresh_rate=1", output="run"))
+    train(synthetic(tmp_path, "train", *overrides, "trainer.max_steps=40", "trainer.log_every_n_steps=10", "callbacks.progress_bar.refresh_rate=1", output="run"))
     shown = capfd.readouterr().out  # Lightning's bar writes to stdout
     assert "step=40" in shown and "train/loss=" in shown and "val/acc=" in shown
 
@@ -221,3 +221,20 @@ def test_uniform_can_draw_the_full_large_batch_or_only_what_it_trains_on(tmp_pat
 def test_draw_only_selected_is_refused_for_content_aware_methods(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="only to methods that ignore"):
         train(synthetic(tmp_path, "train", "selection=loss", "+selection.draw_only_selected=true", output="run"))
+
+
+def test_selection_statistics_reach_the_csv_log_once_per_interval(target_runs: dict[str, dict], workspace) -> None:
+    import csv
+
+    root, _ = workspace
+    rows = [r for r in csv.DictReader((root / "loss" / "csv" / "metrics.csv").open()) if r.get("train/loss")]
+    assert [int(r["step"]) for r in rows] == [49, 99]  # log_every_n_steps=50 over 100 steps
+    for row in rows:
+        assert float(row["selection/loss_selected"]) > float(row["selection/loss_not_selected"])
+        assert 0.2 <= float(row["selection/top20_score_share"]) <= 1.0
+        assert 0.0 <= float(row["selection/noisy_fraction"]) <= 1.0
+    rho_rows = [r for r in csv.DictReader((root / "reducible_loss" / "csv" / "metrics.csv").open()) if r.get("train/loss")]
+    assert all(
+        float(r["selection/reducible_loss_selected"]) > float(r["selection/reducible_loss_not_selected"]) for r in rho_rows
+    )
+    assert float(rho_rows[-1]["selection/noisy_fraction"]) == pytest.approx(target_runs["reducible_loss"]["noisy_selected_fraction"], abs=0.02)

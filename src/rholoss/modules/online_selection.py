@@ -160,23 +160,26 @@ class OnlineBatchSelection(ClassifierModule):
         losses = F.cross_entropy(self(_map_inputs(x, lambda t: t[positions])), y[positions], reduction="none")
         # Importance weights (when a method returns them) keep the gradient estimate unbiased.
         loss = losses.mean() if chosen.weights is None else (losses * chosen.weights).mean()
-        self.log("train/loss", loss, prog_bar=True)
-        self._log_selection_statistics(index, chosen, scored)
+        self._log_selection_statistics(index, chosen, scored, loss)
         return loss
 
-    def _log_selection_statistics(self, index: Tensor, selection: Selection, scored: SelectionInput) -> None:
+    def _log_selection_statistics(
+        self, index: Tensor, selection: Selection, scored: SelectionInput, loss: Tensor
+    ) -> None:
         positions = selection.positions
         selected_index = index[positions]
         self.selection_counts.index_add_(0, selected_index, torch.ones_like(selected_index))
         total = self.selection_counts.sum()
+        step_means = {"train/loss": loss}
+        running = {}
         if self.corrupted.numel():
             self.num_selected_corrupted += self.corrupted[selected_index].sum()
-            self.log("selection/noisy_fraction", self.num_selected_corrupted / total)
+            running["selection/noisy_fraction"] = self.num_selected_corrupted / total
         if self.relevant.numel():
             self.num_selected_relevant += self.relevant[selected_index].sum()
-            self.log("selection/relevant_fraction", self.num_selected_relevant / total)
+            running["selection/relevant_fraction"] = self.num_selected_relevant / total
         if selection.scores is not None:
-            self.log("selection/top20_score_share", top_score_share(selection.scores, 0.2))
+            step_means["selection/top20_score_share"] = top_score_share(selection.scores, 0.2)
         chosen = torch.zeros(len(index), dtype=torch.bool, device=index.device)
         chosen[positions] = True
         quantities = {}
@@ -187,8 +190,9 @@ class OnlineBatchSelection(ClassifierModule):
         if len(quantities) == 2:
             quantities["reducible_loss"] = quantities["loss"] - quantities["irreducible_loss"]
         for name, values in quantities.items():
-            self.log(f"selection/{name}_selected", _masked_mean(values, chosen))
-            self.log(f"selection/{name}_not_selected", _masked_mean(values, ~chosen))
+            step_means[f"selection/{name}_selected"] = _masked_mean(values, chosen)
+            step_means[f"selection/{name}_not_selected"] = _masked_mean(values, ~chosen)
+        self.log_interval_means(step_means, running)
 
 
 def top_score_share(scores: Tensor, top_fraction: float) -> Tensor:
