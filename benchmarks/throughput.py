@@ -1,0 +1,155 @@
+"""Steps per second of online batch selection: the project's Lightning module against a minimal
+raw-PyTorch loop doing the same math on the same tensors, A/B interleaved.
+
+    python benchmarks/throughput.py [--repeats 5] [--steps 300] [--precision bf16]
+
+Prints a Markdown table and writes benchmarks/results/throughput.json. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from rholoss.data import FashionMNISTDataModule
+from rholoss.models import MLP
+from rholoss.modules import OnlineBatchSelection
+from rholoss.selection import selection_size
+
+warnings.filterwarnings("ignore")
+AUTOCAST = {"bf16": torch.bfloat16, "16": torch.float16}
+
+
+class StepClock(pl.Callback):
+    """Time from the end of step ``warmup`` to the end of the last step."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end = warmup, 0.0, 0.0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if trainer.global_step == self.warmup:
+            self.start = time.perf_counter()
+        self.end = time.perf_counter()
+
+
+def lightning_steps_per_second(datamodule, il: torch.Tensor, method: str, steps: int, warmup: int, precision: str) -> float:
+    torch.manual_seed(0)
+    module = OnlineBatchSelection(
+        MLP((1, 28, 28), 10), 10, selection=method, percent_train=0.1, precision=precision
+    )
+    module.set_irreducible_losses(il)
+    module.prepare_pool(len(il), datamodule.corrupted)
+    clock = StepClock(warmup)
+    trainer = pl.Trainer(
+        accelerator="cpu", max_steps=warmup + steps, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+        callbacks=[clock], log_every_n_steps=50,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    return steps / (clock.end - clock.start)
+
+
+def raw_steps_per_second(x_pool, y_pool, il, method: str, large_batch: int, steps: int, warmup: int, precision: str) -> float:
+    torch.manual_seed(0)
+    model = MLP((1, 28, 28), 10)
+    optimizer = torch.optim.AdamW(model.parameters())
+    k = selection_size(large_batch, 0.1)
+    draw = k if method == "uniform" else large_batch
+    order = torch.randperm(len(y_pool))
+    autocast = precision in AUTOCAST
+    start = 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            start = time.perf_counter()
+        begin = (step * draw) % (len(y_pool) - draw)
+        index = order[begin : begin + draw]
+        x, y = x_pool[index], y_pool[index]
+        if method == "reducible_loss":
+            with torch.inference_mode(), torch.autocast("cpu", dtype=AUTOCAST.get(precision), enabled=autocast):
+                losses = F.cross_entropy(model(x).float(), y, reduction="none")
+            chosen = torch.topk(losses - il[index], k, sorted=False).indices
+            x, y = x[chosen], y[chosen]
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return steps / (time.perf_counter() - start)
+
+
+def forward_images_per_second(x_pool, large_batch: int, precision: str, repeats: int = 50) -> float:
+    model = MLP((1, 28, 28), 10)
+    x = x_pool[:large_batch]
+    with torch.inference_mode(), torch.autocast("cpu", dtype=AUTOCAST.get(precision), enabled=precision in AUTOCAST):
+        for _ in range(5):
+            model(x)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model(x)
+    return repeats * large_batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--large-batch", type=int, default=640)
+    parser.add_argument("--precision", default="bf16", choices=["32", "bf16", "16"])
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "throughput.json")
+    args = parser.parse_args()
+
+    datamodule = FashionMNISTDataModule(batch_size=args.large_batch, label_noise=0.1, on_device=True, download=False)
+    datamodule.setup()
+    x_pool, y_pool = datamodule._device_tensors("pool")
+    il = torch.rand(len(y_pool)) * 2  # the values do not change the cost
+
+    samples: dict[str, list[float]] = {}
+    for _ in range(args.repeats):  # A/B interleaved, so drifts in machine load hit both sides alike
+        for method in ("uniform", "reducible_loss"):
+            datamodule.batch_size = selection_size(args.large_batch, 0.1) if method == "uniform" else args.large_batch
+            samples.setdefault(f"lightning/{method}", []).append(
+                lightning_steps_per_second(datamodule, il, method, args.steps, args.warmup, args.precision)
+            )
+            samples.setdefault(f"raw/{method}", []).append(
+                raw_steps_per_second(x_pool, y_pool, il, method, args.large_batch, args.steps, args.warmup, args.precision)
+            )
+        samples.setdefault("forward_images_per_second", []).append(
+            forward_images_per_second(x_pool, args.large_batch, args.precision)
+        )
+    median = {name: statistics.median(values) for name, values in samples.items()}
+    uniform_ms, rho_ms = 1000 / median["lightning/uniform"], 1000 / median["lightning/reducible_loss"]
+    forward_ms = 1000 * args.large_batch / median["forward_images_per_second"]
+    summary = {
+        "settings": vars(args) | {"output": str(args.output), "torch_threads": torch.get_num_threads()},
+        "median": median,
+        "samples": samples,
+        "lightning_over_raw": {m: median[f"lightning/{m}"] / median[f"raw/{m}"] for m in ("uniform", "reducible_loss")},
+        "reducible_step_over_uniform_step": rho_ms / uniform_ms,
+        "extra_ms_over_forward_ms": (rho_ms - uniform_ms) / forward_ms,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(summary, indent=2) + "\n")
+
+    print(f"MLP on Fashion-MNIST, n_B={args.large_batch}, n_b={selection_size(args.large_batch, 0.1)}, "
+          f"selection precision {args.precision}, {torch.get_num_threads()} threads, median of {args.repeats}\n")
+    print("| method | Lightning steps/s | raw loop steps/s | Lightning / raw |")
+    print("|---|---|---|---|")
+    for method in ("uniform", "reducible_loss"):
+        print(f"| {method} | {median[f'lightning/{method}']:.1f} | {median[f'raw/{method}']:.1f} | "
+              f"{summary['lightning_over_raw'][method]:.2f} |")
+    print(f"\nreducible_loss step / uniform step: {summary['reducible_step_over_uniform_step']:.2f} "
+          f"({rho_ms:.2f} ms vs {uniform_ms:.2f} ms)")
+    print(f"extra time of a reducible_loss step / bare inference forward over n_B: "
+          f"{summary['extra_ms_over_forward_ms']:.2f} ({rho_ms - uniform_ms:.2f} ms vs {forward_ms:.2f} ms)")
+
+
+if __name__ == "__main__":
+    main()
