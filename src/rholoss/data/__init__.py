@@ -1,0 +1,8 @@
+"""Datasets behind the index contract ``(index, x, y)``, with seeded splits, noise and fingerprints."""
+
+from rholoss.data.datamodule import PoolDataModule, Sources
+from rholoss.data.fashion_mnist import FashionMNISTDataModule
+from rholoss.data.indexed import IndexedDataset
+from rholoss.data.synthetic import SyntheticDataModule
+
+__all__ = ["FashionMNISTDataModule", "IndexedDataset", "PoolDataModule", "Sources", "SyntheticDataModule"]

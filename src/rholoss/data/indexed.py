@@ -1,0 +1,54 @@
+"""The index contract: every training point travels with its position in the pool.
+
+The IL store is keyed by pool position, so the target model can look up a point's irreducible loss
+with a gather. One wrapper serves every map-style dataset; labels come from the wrapper (not the
+source) because label noise is applied to the pool after splitting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+
+class IndexedDataset(Dataset):
+    """A view of ``source`` restricted to ``source_indices`` that yields ``(index, x, y)``.
+
+    ``index`` is the position inside this view (0..len-1), ``x`` the source's input (optionally
+    transformed) and ``y`` the label from ``labels``, which may differ from the source's label.
+    """
+
+    def __init__(
+        self,
+        source: Dataset,
+        source_indices: Tensor,
+        labels: Tensor,
+        transform: Callable[[Any], Any] | None = None,
+    ) -> None:
+        if len(source_indices) != len(labels):
+            raise ValueError(
+                f"IndexedDataset needs one label per point: got {len(source_indices)} indices "
+                f"and {len(labels)} labels."
+            )
+        self.source = source
+        self.source_indices = source_indices.long()
+        self.labels = labels.long()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.source_indices)
+
+    def __getitem__(self, index: int) -> tuple[int, Any, Tensor]:
+        x = self.source[int(self.source_indices[index])][0]
+        if self.transform is not None:
+            x = self.transform(x)
+        return index, x, self.labels[index]
+
+
+def subset_labels(targets: Tensor, indices: Tensor) -> Tensor:
+    """Labels of the points ``indices`` of a source whose labels are ``targets``."""
+    return torch.as_tensor(targets)[indices].long()
