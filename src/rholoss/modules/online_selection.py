@@ -202,8 +202,11 @@ def top_score_share(scores: Tensor, top_fraction: float) -> Tensor:
     are measured on the same footing: 0.2 means no concentration, 1.0 all of it in the top points.
     """
     shifted = scores.float() - scores.min()
-    top = torch.topk(shifted, max(1, int(round(top_fraction * len(scores))))).values.sum()
-    return top / shifted.sum().clamp_min(1e-12)
+    k = max(1, int(round(top_fraction * len(scores))))
+    top = torch.topk(shifted, k).values.sum()
+    total = shifted.sum()
+    # Equal scores (total 0) are no concentration at all: the top points hold their share k / n.
+    return torch.where(total > 0, top / total.clamp_min(1e-12), torch.full_like(total, k / len(scores)))
 
 
 def _map_inputs(x: Any, fn: Any) -> Any:
