@@ -45,7 +45,9 @@ class StepClock(pl.Callback):
 def lightning_steps_per_second(datamodule, il: torch.Tensor, method: str, steps: int, warmup: int, precision: str) -> float:
     torch.manual_seed(0)
     module = OnlineBatchSelection(
-        MLP((1, 28, 28), 10), 10, selection=method, percent_train=0.1, precision=precision
+        MLP((1, 28, 28), 10), 10, selection=method,
+        # uniform draws only the n_b points it trains on (as run.py does), so it keeps all of them
+        percent_train=1.0 if method == "uniform" else 0.1, precision=precision
     )
     module.set_irreducible_losses(il)
     module.prepare_pool(len(il), datamodule.corrupted)

@@ -93,11 +93,16 @@ def test_the_target_module_scores_and_trains_on_augmented_large_batches() -> Non
     assert any(torch.equal(trained[0], s) for s in scored)  # ...and training used the same ones
 
 
-def test_augmentation_reaches_training_from_the_config(tmp_path: Path) -> None:
-    """Image-shaped synthetic data would need a new datamodule; the config path is checked on the
-    error it gives for non-image data, which proves the flag reaches the datamodule."""
+def test_training_with_augmentation_from_the_config(tmp_path: Path) -> None:
     from rholoss.pipelines import train
     from tests.test_pipeline import synthetic
 
-    with pytest.raises(ValueError, match="augment=false"):
-        train(synthetic(tmp_path, "train", "selection=uniform", "datamodule.augment=true", output="run"))
+    with pytest.raises(ValueError, match="augment=false"):  # vectors cannot be cropped: refused before training
+        train(synthetic(tmp_path, "train", "selection=uniform", "datamodule.augment=true", output="vectors"))
+    result = train(
+        synthetic(
+            tmp_path, "train", "selection=loss", "datamodule.augment=true", "datamodule.image_shape=[1,6,6]",
+            "trainer.max_steps=10", output="images",
+        )
+    )
+    assert result["steps"] == 10 and 0.0 <= result["test_acc"] <= 1.0
