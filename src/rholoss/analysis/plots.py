@@ -31,6 +31,11 @@ def _pyplot() -> Any:
     return plt
 
 
+def _colors(summary: dict[str, Any]) -> dict[str, str]:
+    """One color per method, the same in every figure (a method missing from one keeps its color)."""
+    return {name: f"C{i % 10}" for i, name in enumerate(summary["methods"])}
+
+
 def _save(figure: Any, folder: Path, name: str) -> list[Path]:
     paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
     figure.tight_layout()
@@ -43,12 +48,13 @@ def _save(figure: Any, folder: Path, name: str) -> list[Path]:
 def accuracy_vs_steps(summary: dict[str, Any], folder: Path) -> list[Path]:
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6, 4))
+    colors = _colors(summary)
     for name, method in summary["methods"].items():
         curve = method["curve"]
-        (line,) = axes.plot(curve["steps"], np.multiply(curve["mean"], 100), label=name)
+        axes.plot(curve["steps"], np.multiply(curve["mean"], 100), color=colors[name], label=name)
         axes.fill_between(
             curve["steps"], np.multiply(curve["min"], 100), np.multiply(curve["max"], 100),
-            color=line.get_color(), alpha=0.2, linewidth=0,
+            color=colors[name], alpha=0.2, linewidth=0,
         )
     axes.axhline(100 * summary["target_accuracy"], color="grey", linestyle="--", linewidth=1,
                  label=f"target ({summary['baseline']}'s best)")
@@ -69,7 +75,8 @@ def steps_vs_target(summary: dict[str, Any], folder: Path) -> list[Path]:
         high = np.array([np.nan if r["steps"]["max"] is None else r["steps"]["max"] for r in reach], dtype=float)
         # Error bars must not be negative: the mean curve's step can lie outside the per-seed range.
         errors = np.nan_to_num(np.clip([steps - low, high - steps], 0, None))
-        axes.errorbar(targets, steps, yerr=errors, marker="o", markersize=3, capsize=2, label=name)
+        axes.errorbar(targets, steps, yerr=errors, marker="o", markersize=3, capsize=2, color=_colors(summary)[name],
+                      label=name)
     axes.set(xlabel="target validation accuracy (%)", ylabel="steps required",
              title="Steps to reach a target accuracy (missing: never)")
     axes.legend()
@@ -86,7 +93,7 @@ def noisy_selected(summary: dict[str, Any], folder: Path) -> list[Path]:
     mean = np.array([100 * s["mean"] for s in stats])
     errors = np.array([[100 * s["mean"] - 100 * s["min"] for s in stats], [100 * s["max"] - 100 * s["mean"] for s in stats]])
     figure, axes = plt.subplots(figsize=(max(4, 1.2 * len(names)), 4))
-    axes.bar(names, mean, yerr=errors, capsize=4, color="tab:red", alpha=0.8)
+    axes.bar(names, mean, yerr=errors, capsize=4, color=[_colors(summary)[n] for n in names], alpha=0.8)
     axes.set(ylabel="selected points with corrupted labels (%)", title="Noisy points selected")
     return _save(figure, folder, "noisy_selected")
 
@@ -101,7 +108,8 @@ def score_concentration(summary: dict[str, Any], folder: Path) -> list[Path]:
         logs = [dict(read_logged(Path(path), SCORE_SHARE)) for path in method["runs"]]
         steps = sorted(set.intersection(*(set(log) for log in logs))) if all(logs) else []
         if steps:
-            axes.plot(steps, [100 * np.mean([log[s] for log in logs]) for s in steps], label=name)
+            shares = [100 * np.mean([log[s] for log in logs]) for s in steps]
+            axes.plot(steps, shares, color=_colors(summary)[name], label=name)
             drawn = True
     if not drawn:
         plt.close(figure)
