@@ -6,17 +6,18 @@ from __future__ import annotations
 import json
 import runpy
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
 
 from rholoss.analysis import analyze, load_results
 from rholoss.pipelines import train_irreducible
 from rholoss.selection import get_selection
+from rholoss.sweep import run_job
 from tests.conftest import QUIET, ROOT, compose_config
 
 SYNTHETIC = ["experiment=synthetic_noisy_mlp", *QUIET]
@@ -35,14 +36,14 @@ def multirun(root: Path, sweep_dir: Path, *overrides: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """IL stage once, then selection=uniform,reducible_loss x seed=0,1, then the analysis."""
     root = tmp_path_factory.mktemp("sweep")
     train_irreducible(
         compose_config("train_irreducible", [*SYNTHETIC, f"paths.root_dir={root}", f"paths.output_dir={root / 'il'}"])
     )
     multirun(root, root / "sweep", "selection=uniform,reducible_loss", "seed=0,1")
-    yield {"dir": root / "sweep", "summary": analyze(root / "sweep")}
+    return {"dir": root / "sweep", "summary": analyze(root / "sweep")}
 
 
 @pytest.mark.slow
@@ -109,6 +110,14 @@ def test_a_failing_job_does_not_lose_the_others(tmp_path: Path) -> None:
     summary = analyze(tmp_path / "sweep", figures=False)
     assert [(f["selection"], f["seed"]) for f in summary["failed"]] == [("reducible_loss", 0)]
     assert "Failed jobs:" in summary["markdown"] and "StoreError" in summary["markdown"]
+
+
+def test_a_single_run_raises() -> None:
+    def broken(cfg: DictConfig) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):  # no multirun: nothing to protect, fail loudly
+        run_job(broken, OmegaConf.create({"task_name": "train"}))
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs" / "sweep").glob("*.yaml")))
