@@ -254,16 +254,18 @@ def _check_stale_every(method: SelectionMethod, stale_every: int | None) -> None
 
 
 def top_score_share(scores: Tensor, top_fraction: float) -> Tensor:
-    """Share of a large batch's total score held by its ``top_fraction`` highest-scoring points.
+    """Share of a large batch's total score held by its ``top_fraction`` highest-scoring points
+    (the paper's Fig. 1, left): 0.2 for the top 20% means no concentration, 1.0 all of it there.
 
-    Scores are shifted to start at 0 first, so methods whose scores can be negative (reducible loss)
-    are measured on the same footing: 0.2 means no concentration, 1.0 all of it in the top points.
+    Non-negative scores (loss, gradient norm, entropy) are used as they are, as in the paper; scores
+    that go negative (reducible loss) are shifted so that their minimum is 0, or the ratio of sums
+    would be meaningless.
     """
-    shifted = scores.float() - scores.min()
+    shifted = scores.float() - scores.min().clamp_max(0)
     k = max(1, int(round(top_fraction * len(scores))))
     top = torch.topk(shifted, k).values.sum()
     total = shifted.sum()
-    # Equal scores (total 0) are no concentration at all: the top points hold their share k / n.
+    # All-zero scores (total 0) are no concentration at all: the top points hold their share k / n.
     return torch.where(total > 0, top / total.clamp_min(1e-12), torch.full_like(total, k / len(scores)))
 
 
