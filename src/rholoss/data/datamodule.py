@@ -87,6 +87,7 @@ class PoolDataModule(pl.LightningDataModule):
         self.on_device = on_device
         self._on_device: dict[str, tuple[Tensor, Tensor]] = {}
         self._datasets: dict[str, IndexedDataset] = {}
+        self._train_positions: Tensor | None = None
 
     @abstractmethod
     def load_sources(self) -> Sources:
@@ -140,16 +141,31 @@ class PoolDataModule(pl.LightningDataModule):
             raise RuntimeError("Call setup() before asking for a split.")
         return self._datasets[name]
 
+    def restrict_training(self, positions: Tensor | None) -> None:
+        """Let :meth:`train_dataloader` serve only these positions of the training split (None: all
+        of it): how an IL model trains on part of the holdout or on one half of the pool."""
+        if positions is not None and len(positions) < self.batch_size:
+            raise ValueError(
+                f"Training on {len(positions)} points of the {self.train_split} split, fewer than one batch "
+                f"of {self.batch_size}: lower the batch size or train on more points."
+            )
+        self._train_positions = positions
+
     @property
     def has_label_noise(self) -> bool:
         return self.label_noise > 0
 
-    def _loader(self, name: str, batch_size: int, shuffle: bool, drop_last: bool = False) -> Iterable:
-        dataset = self.split(name)
+    def _loader(
+        self, name: str, batch_size: int, shuffle: bool, drop_last: bool = False, positions: Tensor | None = None
+    ) -> Iterable:
+        dataset = self.split(name) if positions is None else self.split(name).subset(positions)
         # Seeded from the global RNG, so a seeded run shuffles the same way on either path.
         shuffler = EpochPermutation(len(dataset), int(torch.randint(0, 2**62, (1,)))) if shuffle else None
         if self.on_device:
             x, y = self._device_tensors(name)
+            if positions is not None:
+                index = positions.to(y.device)
+                x, y = x[index], y[index]
             return InMemoryBatches(x, y, batch_size, drop_last, shuffler)
         return DataLoader(
             dataset,
@@ -170,7 +186,13 @@ class PoolDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> Iterable:
         # Large batches for the target keep a constant size n_B, so every step selects the same n_b.
-        return self._loader(self.train_split, self.batch_size, shuffle=True, drop_last=self.train_split == "pool")
+        return self._loader(
+            self.train_split,
+            self.batch_size,
+            shuffle=True,
+            drop_last=self.train_split == "pool",
+            positions=self._train_positions,
+        )
 
     def val_dataloader(self) -> Iterable:
         return self._loader("val", self.eval_batch_size, shuffle=False)
@@ -178,9 +200,10 @@ class PoolDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> Iterable:
         return self._loader("test", self.eval_batch_size, shuffle=False)
 
-    def pool_dataloader(self) -> Iterable:
-        """The pool in index order and without augmentation, for computing irreducible losses."""
-        return self._loader("pool", self.eval_batch_size, shuffle=False)
+    def pool_dataloader(self, positions: Tensor | None = None) -> Iterable:
+        """The pool (or the points at ``positions`` of it, their batches indexed by place in
+        ``positions``) in order and without augmentation, for computing irreducible losses."""
+        return self._loader("pool", self.eval_batch_size, shuffle=False, positions=positions)
 
     def describe(self) -> dict[str, Any]:
         return {name: len(ds) for name, ds in self._datasets.items()}

@@ -48,6 +48,10 @@ class IndexedDataset(Dataset):
             x = self.transform(x)
         return index, x, self.labels[index]
 
+    def subset(self, positions: Tensor) -> IndexedDataset:
+        """The points at ``positions`` of this view, as a view of the same source (indexed 0..len-1)."""
+        return IndexedDataset(self.source, self.source_indices[positions], self.labels[positions], self.transform)
+
 
 def subset_labels(targets: Tensor, indices: Tensor) -> Tensor:
     """Labels of the points ``indices`` of a source whose labels are ``targets``."""
