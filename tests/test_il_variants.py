@@ -126,7 +126,9 @@ def test_one_store_serves_targets_of_other_architectures_and_hyperparameters(two
     }
     for name, overrides in targets.items():
         runs = {
-            selection: train(synthetic(root, "train", f"selection={selection}", "trainer.max_steps=20", *overrides, output=name + selection))
+            selection: train(
+                synthetic(root, "train", f"selection={selection}", "trainer.max_steps=20", *overrides, output=name + selection)
+            )
             for selection in ("reducible_loss", "loss")
         }
         assert runs["reducible_loss"]["il_store"] == il["il_store"]  # found in the cache, not named

@@ -134,48 +134,6 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-@dataclass
-class FittedILModel:
-    """One trained IL model: its best weights are in ``best_checkpoint`` (None: no validation ran,
-    the final weights are in ``module``)."""
-
-    name: str
-    module: ClassifierModule
-    trainer: pl.Trainer
-    best_checkpoint: str | None
-    val_acc: float
-    val_curve: list[list[float]]
-    trained_on: int
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "trained_on": self.trained_on,
-            "val_acc": self.val_acc,
-            "steps": self.trainer.global_step,
-            "best_checkpoint": self.best_checkpoint,
-            "val_curve": self.val_curve,
-        }
-
-
-def _fit_il_model(
-    cfg: DictConfig, datamodule: PoolDataModule, checkpoint_dir: Path, positions: Tensor | None, name: str
-) -> FittedILModel:
-    """Train an IL model on ``positions`` of the datamodule's training split (None: all of it),
-    keeping the checkpoint with the best val accuracy, and report that accuracy."""
-    datamodule.restrict_training(positions)
-    module = ClassifierModule(_model(cfg, datamodule), datamodule.num_classes, instantiate(cfg.optimizer))
-    checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, monitor="val/acc", mode="max", save_top_k=1)
-    val_curve = ValCurve()
-    trainer = _trainer(cfg, Path(cfg.paths.output_dir), [checkpoint, val_curve])
-    trainer.fit(module, datamodule=datamodule)
-    best = checkpoint.best_model_path or None
-    val_acc = float(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]["val/acc"])
-    trained_on = len(datamodule.split(datamodule.train_split)) if positions is None else len(positions)
-    log.info("IL model %s: trained on %d points, val accuracy %.4f", name, trained_on, val_acc)
-    return FittedILModel(name, module, trainer, best, val_acc, val_curve.points, trained_on)
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train the target model with online batch selection and write ``results.json``."""
     method = get_selection(cfg.selection.name)
@@ -265,6 +223,48 @@ def code_version() -> dict[str, str | None]:
     except (OSError, subprocess.SubprocessError):
         sha = None
     return {"rholoss": rholoss.__version__, "git": sha}
+
+
+@dataclass
+class FittedILModel:
+    """One trained IL model: its best weights are in ``best_checkpoint`` (None: no validation ran,
+    the final weights are in ``module``)."""
+
+    name: str
+    module: ClassifierModule
+    trainer: pl.Trainer
+    best_checkpoint: str | None
+    val_acc: float
+    val_curve: list[list[float]]
+    trained_on: int
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trained_on": self.trained_on,
+            "val_acc": self.val_acc,
+            "steps": self.trainer.global_step,
+            "best_checkpoint": self.best_checkpoint,
+            "val_curve": self.val_curve,
+        }
+
+
+def _fit_il_model(
+    cfg: DictConfig, datamodule: PoolDataModule, checkpoint_dir: Path, positions: Tensor | None, name: str
+) -> FittedILModel:
+    """Train an IL model on ``positions`` of the datamodule's training split (None: all of it),
+    keeping the checkpoint with the best val accuracy, and report that accuracy."""
+    datamodule.restrict_training(positions)
+    module = ClassifierModule(_model(cfg, datamodule), datamodule.num_classes, instantiate(cfg.optimizer))
+    checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, monitor="val/acc", mode="max", save_top_k=1)
+    val_curve = ValCurve()
+    trainer = _trainer(cfg, Path(cfg.paths.output_dir), [checkpoint, val_curve])
+    trainer.fit(module, datamodule=datamodule)
+    best = checkpoint.best_model_path or None
+    val_acc = float(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]["val/acc"])
+    trained_on = len(datamodule.split(datamodule.train_split)) if positions is None else len(positions)
+    log.info("IL model %s: trained on %d points, val accuracy %.4f", name, trained_on, val_acc)
+    return FittedILModel(name, module, trainer, best, val_acc, val_curve.points, trained_on)
 
 
 def _start(cfg: DictConfig) -> Path:
