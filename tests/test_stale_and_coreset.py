@@ -112,7 +112,7 @@ def test_restricted_pool_serves_only_its_points_with_their_pool_indices(on_devic
     datamodule = SyntheticDataModule(num_train=600, val_size=100, batch_size=20, on_device=on_device)
     datamodule.setup()
     positions = torch.arange(0, 250, 5)
-    datamodule.restrict_pool(positions)
+    datamodule.restrict_training(positions)
     torch.manual_seed(0)
     batches = list(datamodule.train_dataloader())
     served = torch.cat([index for index, _, _ in batches])
@@ -129,7 +129,7 @@ def test_restricted_pool_gives_the_same_batches_on_both_paths() -> None:
     for on_device in (True, False):
         datamodule = SyntheticDataModule(num_train=600, val_size=100, batch_size=20, on_device=on_device)
         datamodule.setup()
-        datamodule.restrict_pool(torch.arange(100, 200))
+        datamodule.restrict_training(torch.arange(100, 200))
         torch.manual_seed(3)
         orders.append(torch.cat([index for index, _, _ in datamodule.train_dataloader()]))
     assert torch.equal(*orders)
@@ -139,11 +139,11 @@ def test_restricted_pool_gives_the_same_batches_on_both_paths() -> None:
     ("positions", "message"),
     [(torch.tensor([], dtype=torch.long), "non-empty"), (torch.tensor([0, 10_000]), "must lie in"), (torch.arange(5), "fewer than one batch")],
 )
-def test_restrict_pool_refuses_bad_positions(positions: Tensor, message: str) -> None:
+def test_restrict_training_refuses_bad_positions(positions: Tensor, message: str) -> None:
     datamodule = SyntheticDataModule(num_train=600, val_size=100, batch_size=20)
     datamodule.setup()
     with pytest.raises(ValueError, match=message):
-        datamodule.restrict_pool(positions)
+        datamodule.restrict_training(positions)
 
 
 def test_svp_trains_only_on_its_core_set(tmp_path: Path) -> None:

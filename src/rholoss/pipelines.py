@@ -12,6 +12,7 @@ import shlex
 import subprocess
 import time
 import warnings
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
+from torch import Tensor
 
 import rholoss
 from rholoss.atomic import atomic_write_text
 from rholoss.callbacks import ValCurve
 from rholoss.data import PoolDataModule
+from rholoss.data.splits import pool_halves, seeded_fraction
 from rholoss.irreducible import IrreducibleLossStore, StoreError, find_store, store_path
 from rholoss.modules import ClassifierModule, EntropyProxy, OnlineBatchSelection, max_entropy_coreset
 from rholoss.selection import get_selection, selection_size
@@ -46,25 +49,52 @@ _SHARED_SELECTION_KEYS = {
 }
 # Overrides that change which pool a run sees, and so which IL store it needs.
 _DATA_OVERRIDE_ROOTS = ("experiment", "datamodule", "paths")
+# How the IL model(s) are trained: on the holdout split, or on two halves of the pool (no holdout).
+IL_STRATEGIES = ("holdout", "two_halves")
 
 
 def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
-    """Train the IL model on the holdout split, score every pool point, write the IL store."""
-    output_dir = _start(cfg)
-    datamodule = _datamodule(cfg, train_split="holdout")
-    module = ClassifierModule(_model(cfg, datamodule), datamodule.num_classes, instantiate(cfg.optimizer))
-    checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", monitor="val/acc", mode="max", save_top_k=1)
-    val_curve = ValCurve()
-    trainer = _trainer(cfg, output_dir, [checkpoint, val_curve])
+    """Train the IL model(s), score every pool point, write the IL store.
 
+    ``irreducible.strategy=holdout`` (the paper's default) trains one IL model on the holdout split,
+    or on a seeded ``irreducible.holdout_fraction`` of it. ``two_halves`` needs no holdout data (paper
+    Sec. 5.3): it splits the pool into seeded halves, trains an IL model on each and scores every
+    point with the model that did not see it.
+    """
+    strategy, fraction = str(cfg.irreducible.strategy), float(cfg.irreducible.holdout_fraction)
+    if strategy not in IL_STRATEGIES:
+        raise ValueError(f"irreducible.strategy must be one of {IL_STRATEGIES}, got {strategy!r}.")
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"irreducible.holdout_fraction must be in (0, 1], got {fraction}.")
+    if strategy == "two_halves" and fraction != 1.0:
+        raise ValueError(
+            "irreducible.holdout_fraction applies to irreducible.strategy=holdout only; two_halves trains on "
+            "the pool: remove irreducible.holdout_fraction."
+        )
+    output_dir = _start(cfg)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
-    best = checkpoint.best_model_path or None  # None: no validation ran, keep the final weights
-    val_acc = float(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]["val/acc"])
-    losses = _pool_losses(trainer, module, datamodule, best)
+    if strategy == "holdout":
+        datamodule = _datamodule(cfg, train_split="holdout")
+        positions = None if fraction == 1.0 else seeded_fraction(len(datamodule.split("holdout")), fraction, cfg.seed)
+        models = [_fit_il_model(cfg, datamodule, output_dir / "checkpoints", positions, "holdout")]
+        losses = _pool_losses(models[0], datamodule)
+    else:
+        datamodule = _datamodule(cfg, train_split="pool")
+        pool_size = len(datamodule.split("pool"))
+        half_a, half_b = pool_halves(pool_size, cfg.seed)
+        models = [
+            _fit_il_model(cfg, datamodule, output_dir / "checkpoints" / "half_a", half_a, "half_a"),
+            _fit_il_model(cfg, datamodule, output_dir / "checkpoints" / "half_b", half_b, "half_b"),
+        ]
+        losses = torch.empty(pool_size)
+        losses[half_a] = _pool_losses(models[1], datamodule, half_a)  # each half scored by the other's model
+        losses[half_b] = _pool_losses(models[0], datamodule, half_b)
     wall_seconds = time.perf_counter() - started
+    val_acc = sum(m.val_acc for m in models) / len(models)
 
     il_config = {
+        "strategy": strategy,
+        "holdout_fraction": fraction,
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
         "batch_size": cfg.datamodule.batch_size,
@@ -77,21 +107,25 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
     )
     metadata = {
         "il_config": il_config,
+        "strategy": strategy,
         "val_acc": val_acc,
-        "best_checkpoint": best,
+        "il_models": [m.summary() for m in models],
         "created": datetime.now(timezone.utc).isoformat(),
         "code_version": code_version(),
         "run_dir": str(output_dir),
     }
     IrreducibleLossStore(losses, datamodule.fingerprint, metadata).save(path)
-    _close_loggers(trainer)
+    for model in models:
+        _close_loggers(model.trainer)
     results = {
         "stage": "irreducible",
+        "strategy": strategy,
         "seed": cfg.seed,
         "il_store": str(path),
         "val_acc": val_acc,
-        "val_curve": val_curve.points,
-        "steps": trainer.global_step,
+        "val_curve": models[0].val_curve if len(models) == 1 else None,
+        "il_models": metadata["il_models"],
+        "steps": sum(m.trainer.global_step for m in models),
         "mean_irreducible_loss": float(losses.mean()),
         "wall_seconds": round(wall_seconds, 3),
         "dataset": datamodule.fingerprint,
@@ -99,7 +133,7 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
     }
     _write_results(results, output_dir)
     log.info("IL store written: %s", path)
-    log.info("IL model val accuracy (best checkpoint): %.4f", val_acc)
+    log.info("IL model val accuracy (best checkpoint%s): %.4f", "s, mean" if len(models) > 1 else "", val_acc)
     return results
 
 
@@ -196,7 +230,7 @@ def _svp_coreset(cfg: DictConfig, datamodule: PoolDataModule) -> dict[str, Any]:
     for index, values in trainer.predict(proxy, dataloaders=datamodule.pool_dataloader()):
         entropies[index.cpu()] = values.float().cpu()
     positions = max_entropy_coreset(entropies, fraction)
-    datamodule.restrict_pool(positions)
+    datamodule.restrict_training(positions)
     log.info("SVP core-set: %d of %d pool points (proxy trained %d steps)", len(positions), len(entropies), steps)
     return {
         "size": len(positions),
@@ -225,6 +259,48 @@ def code_version() -> dict[str, str | None]:
     except (OSError, subprocess.SubprocessError):
         sha = None
     return {"rholoss": rholoss.__version__, "git": sha}
+
+
+@dataclass
+class FittedILModel:
+    """One trained IL model: its best weights are in ``best_checkpoint`` (None: no validation ran,
+    the final weights are in ``module``)."""
+
+    name: str
+    module: ClassifierModule
+    trainer: pl.Trainer
+    best_checkpoint: str | None
+    val_acc: float
+    val_curve: list[list[float]]
+    trained_on: int
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trained_on": self.trained_on,
+            "val_acc": self.val_acc,
+            "steps": self.trainer.global_step,
+            "best_checkpoint": self.best_checkpoint,
+            "val_curve": self.val_curve,
+        }
+
+
+def _fit_il_model(
+    cfg: DictConfig, datamodule: PoolDataModule, checkpoint_dir: Path, positions: Tensor | None, name: str
+) -> FittedILModel:
+    """Train an IL model on ``positions`` of the datamodule's training split (None: all of it),
+    keeping the checkpoint with the best val accuracy, and report that accuracy."""
+    datamodule.restrict_training(positions)
+    module = ClassifierModule(_model(cfg, datamodule), datamodule.num_classes, instantiate(cfg.optimizer))
+    checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, monitor="val/acc", mode="max", save_top_k=1)
+    val_curve = ValCurve()
+    trainer = _trainer(cfg, Path(cfg.paths.output_dir), [checkpoint, val_curve])
+    trainer.fit(module, datamodule=datamodule)
+    best = checkpoint.best_model_path or None
+    val_acc = float(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]["val/acc"])
+    trained_on = len(datamodule.split(datamodule.train_split)) if positions is None else len(positions)
+    log.info("IL model %s: trained on %d points, val accuracy %.4f", name, trained_on, val_acc)
+    return FittedILModel(name, module, trainer, best, val_acc, val_curve.points, trained_on)
 
 
 def _start(cfg: DictConfig) -> Path:
@@ -298,13 +374,16 @@ def _irreducible_store(cfg: DictConfig, datamodule: PoolDataModule) -> tuple[Irr
     return store, path
 
 
-def _pool_losses(
-    trainer: pl.Trainer, module: ClassifierModule, datamodule: PoolDataModule, ckpt_path: str | None
-) -> torch.Tensor:
-    predictions = trainer.predict(module, dataloaders=datamodule.pool_dataloader(), ckpt_path=ckpt_path)
+def _pool_losses(model: FittedILModel, datamodule: PoolDataModule, positions: Tensor | None = None) -> Tensor:
+    """The IL model's loss on every pool point (or on the points at ``positions``, in that order),
+    with its best weights."""
+    loader = datamodule.pool_dataloader(positions)
+    predictions = model.trainer.predict(model.module, dataloaders=loader, ckpt_path=model.best_checkpoint)
     losses = torch.full((len(datamodule.split("pool")),), float("nan"))
     for index, loss in predictions:
-        losses[index] = loss.float().cpu()
+        losses[index.cpu()] = loss.float().cpu()
+    if positions is not None:
+        losses = losses[positions]
     missing = int(torch.isnan(losses).sum())
     if missing:
         raise RuntimeError(f"{missing} pool points got no irreducible loss.")

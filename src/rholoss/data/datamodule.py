@@ -92,7 +92,7 @@ class PoolDataModule(pl.LightningDataModule):
         self.on_device = on_device
         self.augment = augment
         self.crop_padding = crop_padding
-        self.pool_positions: Tensor | None = None  # restrict_pool: the pool points target training draws
+        self.train_positions: Tensor | None = None  # restrict_training: the points train_dataloader serves
         self._on_device: dict[str, tuple[Tensor, Tensor]] = {}
         self._datasets: dict[str, IndexedDataset] = {}
 
@@ -163,24 +163,28 @@ class PoolDataModule(pl.LightningDataModule):
             )
         return BatchAugment(self.crop_padding)
 
-    def restrict_pool(self, positions: Tensor) -> None:
-        """Serve only these pool points for target training (a core-set chosen before training).
-
-        Indices stay pool positions, so the IL store, the noise mask and the selection statistics
-        keep applying; the pool loader for scoring still covers the whole pool.
-        """
-        pool_size = len(self.split("pool"))
+    def restrict_training(self, positions: Tensor | None) -> None:
+        """Let :meth:`train_dataloader` serve only these positions of the training split (None: all
+        of it): an SVP core-set of the pool, one half of the pool or a share of the holdout for an IL
+        model. Batches keep the points' indices in the split, so the IL store, the noise mask and the
+        selection statistics still apply; :meth:`pool_dataloader` still covers the whole pool."""
+        if positions is None:
+            self.train_positions = None
+            return
+        split_size = len(self.split(self.train_split))
         positions = torch.as_tensor(positions, dtype=torch.long)
         if positions.ndim != 1 or len(positions) == 0:
-            raise ValueError("restrict_pool needs a non-empty 1-d tensor of pool positions.")
-        if int(positions.min()) < 0 or int(positions.max()) >= pool_size:
-            raise ValueError(f"restrict_pool: positions must lie in [0, {pool_size}), the pool's size.")
+            raise ValueError("restrict_training needs a non-empty 1-d tensor of positions.")
+        if int(positions.min()) < 0 or int(positions.max()) >= split_size:
+            raise ValueError(
+                f"restrict_training: positions must lie in [0, {split_size}), the {self.train_split} split's size."
+            )
         if len(positions) < self.batch_size:
             raise ValueError(
-                f"The restricted pool has {len(positions)} points, fewer than one batch of {self.batch_size}: "
-                "keep more points or lower the batch size."
+                f"Training on {len(positions)} points of the {self.train_split} split, fewer than one batch "
+                f"of {self.batch_size}: lower the batch size or train on more points."
             )
-        self.pool_positions = positions
+        self.train_positions = positions
 
     def _loader(
         self, name: str, batch_size: int, shuffle: bool, drop_last: bool = False, positions: Tensor | None = None
@@ -213,8 +217,7 @@ class PoolDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> Iterable:
         # Large batches for the target keep a constant size n_B, so every step selects the same n_b.
         pool = self.train_split == "pool"
-        positions = self.pool_positions if pool else None
-        return self._loader(self.train_split, self.batch_size, shuffle=True, drop_last=pool, positions=positions)
+        return self._loader(self.train_split, self.batch_size, shuffle=True, drop_last=pool, positions=self.train_positions)
 
     def val_dataloader(self) -> Iterable:
         return self._loader("val", self.eval_batch_size, shuffle=False)
@@ -222,9 +225,10 @@ class PoolDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> Iterable:
         return self._loader("test", self.eval_batch_size, shuffle=False)
 
-    def pool_dataloader(self) -> Iterable:
-        """The pool in index order and without augmentation, for computing irreducible losses."""
-        return self._loader("pool", self.eval_batch_size, shuffle=False)
+    def pool_dataloader(self, positions: Tensor | None = None) -> Iterable:
+        """The pool (or its points at ``positions``) in order, indexed by pool position and without
+        augmentation, for computing irreducible losses."""
+        return self._loader("pool", self.eval_batch_size, shuffle=False, positions=positions)
 
     def describe(self) -> dict[str, Any]:
         return {name: len(ds) for name, ds in self._datasets.items()}

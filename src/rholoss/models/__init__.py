@@ -1,7 +1,32 @@
-"""Plain ``nn.Module`` classifiers, built from ``input_shape`` and ``num_classes``; no Lightning inside."""
+"""Plain ``nn.Module`` classifiers, built from ``input_shape`` and ``num_classes``; no Lightning inside.
+
+The CIFAR families take 32x32 images (small stems, little downsampling); ``torchvision_resnet50``
+is the ImageNet-size model for Clothing-1M.
+"""
 
 from rholoss.models.cnn import SmallCNN
+from rholoss.models.densenet import CifarDenseNet, densenet121
+from rholoss.models.googlenet import CifarGoogLeNet
+from rholoss.models.inception import CifarInceptionV3
 from rholoss.models.mlp import MLP
-from rholoss.models.resnet import CifarResNet, resnet18
+from rholoss.models.mobilenet import CifarMobileNetV2
+from rholoss.models.resnet import CifarResNet, resnet18, resnet34, resnet50
+from rholoss.models.torchvision_resnet import torchvision_resnet50
+from rholoss.models.vgg import CifarVGG, vgg11_bn
 
-__all__ = ["MLP", "CifarResNet", "SmallCNN", "resnet18"]
+__all__ = [
+    "MLP",
+    "CifarDenseNet",
+    "CifarGoogLeNet",
+    "CifarInceptionV3",
+    "CifarMobileNetV2",
+    "CifarResNet",
+    "CifarVGG",
+    "SmallCNN",
+    "densenet121",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "torchvision_resnet50",
+    "vgg11_bn",
+]

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 
 class MLP(nn.Module):
-    """Fully connected ReLU network on flattened inputs (the paper's MNIST-family model: two hidden
+    """Fully connected ReLU network on flattened inputs (the paper's MNIST-family model: three hidden
     layers of 512). ``dropout`` > 0 adds dropout after each hidden layer (needed by MC-dropout
     selection functions)."""
 
@@ -15,7 +15,7 @@ class MLP(nn.Module):
         self,
         input_shape: Sequence[int],
         num_classes: int,
-        hidden_sizes: Sequence[int] = (512, 512),
+        hidden_sizes: Sequence[int] = (512, 512, 512),
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
