@@ -19,16 +19,15 @@ from rholoss.atomic import atomic_write
 SCORE_SHARE = "selection/top20_score_share"
 
 
-def _pyplot() -> Any:
-    """matplotlib on the Agg backend (files only, no display needed), or a clear error."""
+def _figure(figsize: tuple[float, float]) -> tuple[Any, Any]:
+    """A figure and its axes outside pyplot: saving needs no display, and the caller's matplotlib
+    backend (a notebook's inline one included) is left as it was. A clear error without matplotlib."""
     try:
-        import matplotlib
+        from matplotlib.figure import Figure
     except ImportError as error:
         raise ImportError("The figures need matplotlib: pip install 'rholoss[plot]'.") from error
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots()
 
 
 def _colors(summary: dict[str, Any]) -> dict[str, str]:
@@ -41,13 +40,11 @@ def _save(figure: Any, folder: Path, name: str) -> list[Path]:
     figure.tight_layout()
     for path in paths:
         atomic_write(path, lambda file, fmt=path.suffix[1:]: figure.savefig(file, format=fmt, dpi=150))
-    _pyplot().close(figure)
     return paths
 
 
 def accuracy_vs_steps(summary: dict[str, Any], folder: Path) -> list[Path]:
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, axes = _figure((6, 4))
     colors = _colors(summary)
     for name, method in summary["methods"].items():
         curve = method["curve"]
@@ -65,8 +62,7 @@ def accuracy_vs_steps(summary: dict[str, Any], folder: Path) -> list[Path]:
 
 def steps_vs_target(summary: dict[str, Any], folder: Path) -> list[Path]:
     """Steps on the mean curve, with error bars spanning the per-seed min/max where every seed got there."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, axes = _figure((6, 4))
     targets = 100 * np.asarray(summary["targets"])
     for name, method in summary["methods"].items():
         reach = method["steps_to_targets"]
@@ -88,11 +84,10 @@ def noisy_selected(summary: dict[str, Any], folder: Path) -> list[Path]:
     names = [n for n, m in summary["methods"].items() if m["noisy_selected_fraction"] is not None]
     if not names:
         return []
-    plt = _pyplot()
     stats = [summary["methods"][n]["noisy_selected_fraction"] for n in names]
     mean = np.array([100 * s["mean"] for s in stats])
     errors = np.array([[100 * s["mean"] - 100 * s["min"] for s in stats], [100 * s["max"] - 100 * s["mean"] for s in stats]])
-    figure, axes = plt.subplots(figsize=(max(4, 1.2 * len(names)), 4))
+    figure, axes = _figure((max(4, 1.2 * len(names)), 4))
     axes.bar(names, mean, yerr=errors, capsize=4, color=[_colors(summary)[n] for n in names], alpha=0.8)
     axes.set(ylabel="selected points with corrupted labels (%)", title="Noisy points selected")
     return _save(figure, folder, "noisy_selected")
@@ -101,8 +96,7 @@ def noisy_selected(summary: dict[str, Any], folder: Path) -> list[Path]:
 def score_concentration(summary: dict[str, Any], folder: Path) -> list[Path]:
     """Mean over seeds at the steps all seeds logged. Empty list when no run logged the share
     (uniform has no scores; runs without a CSV log have nothing to read)."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, axes = _figure((6, 4))
     drawn = False
     for name, method in summary["methods"].items():
         logs = [dict(read_logged(Path(path), SCORE_SHARE)) for path in method["runs"]]
@@ -112,7 +106,6 @@ def score_concentration(summary: dict[str, Any], folder: Path) -> list[Path]:
             axes.plot(steps, shares, color=_colors(summary)[name], label=name)
             drawn = True
     if not drawn:
-        plt.close(figure)
         return []
     axes.axhline(20, color="grey", linestyle="--", linewidth=1, label="no concentration")
     axes.set(xlabel="steps", ylabel="share of score in the top 20% (%)", title="Score concentration")
