@@ -105,7 +105,8 @@ class ImageFolderDataModule(PoolDataModule):
         return sorted(p.name for p in train.iterdir() if p.is_dir()) if train.is_dir() else []
 
     def _check_layout(self, classes: list[str]) -> None:
-        missing = [self.data_dir / self.split_dirs[s] for s in self.required if not (self.data_dir / self.split_dirs[s]).is_dir()]
+        folders = [self.data_dir / self.split_dirs[split] for split in self.required]
+        missing = [folder for folder in folders if not folder.is_dir()]
         if missing or not classes:
             folders = ", ".join(f"{self.split_dirs[s]}/" for s in self.required)
             raise FileNotFoundError(
@@ -131,6 +132,12 @@ class ImageFolderDataModule(PoolDataModule):
                 )
         train_images = arrays["train"][0]
         self.input_shape = tuple(train_images.shape[1:])
+        for split, (images, _) in arrays.items():
+            if images.shape[1:] != train_images.shape[1:]:
+                raise ValueError(
+                    f"{self.name}: the {split} images are {images.shape[3]}x{images.shape[2]} but the train images "
+                    f"{train_images.shape[3]}x{train_images.shape[2]}: one model needs one input size; resize them first."
+                )
         mean, std = self._statistics(train_images)
         tensors = {split: self._tensors(images, labels, mean, std) for split, (images, labels) in arrays.items()}
         optional = {}
