@@ -104,13 +104,16 @@ def write_qmnist_test(directory: Path, num_extra: int = 60, seed: int = 0) -> np
 
 def cifar_like_images(labels: np.ndarray, seed: int = 0) -> np.ndarray:
     """``(N, 3, 32, 32)`` uint8 images a model can classify: class ``c`` lights up rows
-    ``3 (c % 10)``..``+2`` of channel ``c % 3`` over dim noise, and ``c // 10`` picks the column band
-    (so CIFAR-100's classes differ too)."""
+    ``3 (c % 10) + 1``..``+2`` of channel ``c % 3`` (all but the last two columns) over dim noise
+    (0..40), and classes from 10 on also light columns ``3 (c // 10)``..``+2`` in every channel."""
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 41, size=(len(labels), 3, 32, 32), dtype=np.uint8)
     for i, label in enumerate(labels):
-        row, column = 3 * (int(label) % 10) + 1, 3 * (int(label) // 10)
-        images[i, int(label) % 3, row : row + 2, column : column + 3] = 255
+        row = 3 * (int(label) % 10) + 1
+        images[i, int(label) % 3, row : row + 2, :30] = 255
+        if label >= 10:
+            column = 3 * (int(label) // 10)
+            images[i, :, :, column : column + 3] = 255
     return images
 
 
