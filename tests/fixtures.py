@@ -117,7 +117,9 @@ def cifar_like_images(labels: np.ndarray, seed: int = 0) -> np.ndarray:
     return images
 
 
-def write_cifar(directory: Path, dataset: str = "cifar10", num_train: int = 400, num_test: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
+def write_cifar(
+    directory: Path, dataset: str = "cifar10", num_train: int = 400, num_test: int = 100, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Write CIFAR's python pickles under ``directory``: ``cifar-10-batches-py/data_batch_1..5`` and
     ``test_batch`` (key ``labels``), or ``cifar-100-python/train`` and ``test`` (``fine_labels`` and
     ``coarse_labels``). ``data`` is an ``(N, 3072)`` uint8 array of red, green and blue 32x32 planes,
@@ -154,7 +156,9 @@ def write_cifar(directory: Path, dataset: str = "cifar10", num_train: int = 400,
     return labels
 
 
-def write_image_folder(root: Path, counts: dict[str, int], classes: list[str], size: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
+def write_image_folder(
+    root: Path, counts: dict[str, int], classes: list[str], size: int = 32, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Write ``root/<split>/<class>/<n>.png`` (``counts[split]`` images per split, classes taking
     turns) with label-dependent RGB images; returns each split's labels in sorted file order."""
     from PIL import Image
@@ -176,7 +180,9 @@ def write_image_folder(root: Path, counts: dict[str, int], classes: list[str], s
 CLOTHING1M_CLASSES = 14
 
 
-def write_clothing1m(root: Path, counts: dict[str, int] | None = None, seed: int = 0, annotations_dir: str = "") -> dict[str, list[tuple[str, int]]]:
+def write_clothing1m(
+    root: Path, counts: dict[str, int] | None = None, seed: int = 0, annotations_dir: str = ""
+) -> dict[str, list[tuple[str, int]]]:
     """Write a tiny Clothing-1M in the official layout: JPEGs under ``root/images/<a>/<b>/`` and the
     annotation files (in ``root/annotations_dir``): ``noisy_label_kv.txt`` / ``clean_label_kv.txt``
     (``<path> <label>`` lines, the clean file also covering some noisy images, as the real one does)
@@ -201,7 +207,8 @@ def write_clothing1m(root: Path, counts: dict[str, int] | None = None, seed: int
             number += 1
     annotations = Path(root) / annotations_dir
     annotations.mkdir(parents=True, exist_ok=True)
-    clean = lists["holdout"] + lists["val"] + lists["test"] + [(k, (v + 1) % CLOTHING1M_CLASSES) for k, v in lists["train"][:5]]
+    relabelled = [(key, (label + 1) % CLOTHING1M_CLASSES) for key, label in lists["train"][:5]]
+    clean = lists["holdout"] + lists["val"] + lists["test"] + relabelled
     (annotations / "noisy_label_kv.txt").write_text("".join(f"{k} {v}\n" for k, v in lists["train"]))
     (annotations / "clean_label_kv.txt").write_text("".join(f"{k} {v}\n" for k, v in clean))
     names = {"train": "noisy_train", "holdout": "clean_train", "val": "clean_val", "test": "clean_test"}

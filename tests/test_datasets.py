@@ -138,7 +138,9 @@ def test_sources_need_targets_with_each_extra_source() -> None:
         Sources(x, torch.zeros(3), x, torch.zeros(3), holdout=x)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"val_from": "test"}, "val_from must be"), ({"noise_type": "x"}, "noise_type must be")])
+@pytest.mark.parametrize(
+    ("kwargs", "message"), [({"val_from": "test"}, "val_from must be"), ({"noise_type": "x"}, "noise_type must be")]
+)
 def test_bad_options_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Parts({"train": 10, "test": 5}, **kwargs)
@@ -529,12 +531,13 @@ def test_tensor_file_with_and_without_a_holdout(tmp_path: Path) -> None:
 def test_tensor_file_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"does not exist.*torch\.save"):
         TensorFileDataModule(path=str(tmp_path / "none.pt")).setup()
-    torch.save({"x_train": torch.zeros(4, 2), "y_train": torch.zeros(4, dtype=torch.long), "x_holdout": torch.zeros(2, 2)}, tmp_path / "a.pt")
+    x, y = torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)
+    torch.save({"x_train": x, "y_train": y, "x_holdout": torch.zeros(2, 2)}, tmp_path / "a.pt")
     with pytest.raises(ValueError, match=r"lacks x_test, y_test, x_holdout or y_holdout"):
         TensorFileDataModule(path=str(tmp_path / "a.pt")).setup()
-    torch.save({"x_train": torch.zeros(4, 2), "y_train": torch.zeros(3), "x_test": torch.zeros(2, 2), "y_test": torch.zeros(2)}, tmp_path / "b.pt")
+    torch.save({"x_train": x, "y_train": torch.zeros(3), "x_test": x, "y_test": y}, tmp_path / "b.pt")
     with pytest.raises(ValueError, match="y_train must be a 1-d integer tensor"):
         TensorFileDataModule(path=str(tmp_path / "b.pt")).setup()
-    torch.save({"x_train": torch.zeros(4, 2), "y_train": torch.tensor([0, 1, 2, 5]), "x_test": torch.zeros(2, 2), "y_test": torch.zeros(2, dtype=torch.long)}, tmp_path / "c.pt")
+    torch.save({"x_train": x, "y_train": torch.tensor([0, 1, 2, 5]), "x_test": x, "y_test": y}, tmp_path / "c.pt")
     with pytest.raises(ValueError, match=r"labels must be in 0\.\.2, found 0\.\.5"):
         TensorFileDataModule(path=str(tmp_path / "c.pt"), num_classes=3).setup()

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import TensorDataset
 
 from rholoss.data.datamodule import PoolDataModule, Sources
 
@@ -100,8 +99,7 @@ class CIFAR10DataModule(PoolDataModule):
             labels = torch.from_numpy(np.concatenate([labels for _, labels in batches]))
             return normalise_images(images, CIFAR_MEAN, CIFAR_STD), labels
 
-        (x_train, y_train), (x_test, y_test) = read(self.train_files), read(self.test_files)
-        return Sources(TensorDataset(x_train, y_train), y_train, TensorDataset(x_test, y_test), y_test)
+        return Sources.from_tensors(train=read(self.train_files), test=read(self.test_files))
 
 
 class CIFAR100DataModule(CIFAR10DataModule):

@@ -65,9 +65,8 @@ def clothing_transforms(train: bool) -> Any:
     from torchvision import transforms
 
     crop = [transforms.RandomCrop(CROP), transforms.RandomHorizontalFlip()] if train else [transforms.CenterCrop(CROP)]
-    return transforms.Compose(
-        [transforms.Resize((RESIZE, RESIZE)), *crop, transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    )
+    normalise = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    return transforms.Compose([transforms.Resize((RESIZE, RESIZE)), *crop, transforms.ToTensor(), normalise])
 
 
 class Clothing1MDataModule(PoolDataModule):

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from rholoss.data.fingerprint import pool_fingerprint
 from rholoss.data.in_memory import EpochPermutation, InMemoryBatches, in_memory_tensors
@@ -48,6 +48,15 @@ class Sources:
         for name in ("holdout", "val"):
             if (getattr(self, name) is None) != (getattr(self, f"{name}_targets") is None):
                 raise ValueError(f"Sources needs both {name} and {name}_targets, or neither.")
+
+    @classmethod
+    def from_tensors(cls, **splits: tuple[Tensor, Tensor]) -> Sources:
+        """Sources of in-memory ``(inputs, labels)`` pairs: ``train`` and ``test``, optionally
+        ``holdout`` and ``val``."""
+        fields: dict[str, Any] = {}
+        for name, (x, y) in splits.items():
+            fields |= {name: TensorDataset(x, y), f"{name}_targets": y}
+        return cls(**fields)
 
 
 class PoolDataModule(pl.LightningDataModule):
@@ -216,7 +225,9 @@ class PoolDataModule(pl.LightningDataModule):
     def has_label_noise(self) -> bool:
         return self.label_noise > 0
 
-    def _loader(self, name: str, batch_size: int, shuffle: bool, drop_last: bool = False, train: bool = False) -> Iterable:
+    def _loader(
+        self, name: str, batch_size: int, shuffle: bool, drop_last: bool = False, train: bool = False
+    ) -> Iterable:
         dataset = self.split(name)
         if train and self.train_transform is not None:
             dataset = dataset.with_transform(self.train_transform)

@@ -3,10 +3,6 @@ torchvision's download as the fallback when a network is there."""
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from torch.utils.data import TensorDataset
-
 from rholoss.data.datamodule import Sources
 from rholoss.data.idx_files import MNIST_FILE_GROUPS, IdxDataModule
 
@@ -37,7 +33,9 @@ class FashionMNISTDataModule(IdxDataModule):
         "and datamodule.download=true."
     )
 
-    def __init__(self, data_dir: str = "data", system_dir: str | None = DEBIAN_DIR, download: bool = True, **kwargs) -> None:
+    def __init__(
+        self, data_dir: str = "data", system_dir: str | None = DEBIAN_DIR, download: bool = True, **kwargs
+    ) -> None:
         super().__init__(data_dir=data_dir, system_dir=system_dir, download=download, **kwargs)
 
     def download_with_torchvision(self) -> None:
@@ -48,7 +46,6 @@ class FashionMNISTDataModule(IdxDataModule):
 
     def load_sources(self) -> Sources:
         files = self.locate()
-        (x_train, y_train), (x_test, y_test) = (self.read_images_and_labels(files, split) for split in ("train", "test"))
-        inputs = [self.to_inputs(x) for x in (x_train, x_test)]
-        labels = [torch.from_numpy(y.astype(np.int64)) for y in (y_train, y_test)]
-        return Sources(TensorDataset(inputs[0], labels[0]), labels[0], TensorDataset(inputs[1], labels[1]), labels[1])
+        return Sources.from_tensors(
+            **{split: self.to_tensors(*self.read_images_and_labels(files, split)) for split in ("train", "test")}
+        )

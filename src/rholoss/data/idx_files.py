@@ -107,5 +107,6 @@ class IdxDataModule(PoolDataModule):
             )
         return images, labels
 
-    def to_inputs(self, images: np.ndarray) -> Tensor:
-        return images_to_inputs(images, self.mean, self.std)
+    def to_tensors(self, images: np.ndarray, labels: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Standardised inputs ``(N, 1, H, W)`` and int64 labels."""
+        return images_to_inputs(images, self.mean, self.std), torch.from_numpy(labels.astype(np.int64))

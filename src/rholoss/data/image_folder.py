@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
-from torch.utils.data import TensorDataset
 
 from rholoss.atomic import atomic_write
 from rholoss.data.cifar import normalise_images
@@ -111,8 +109,9 @@ class ImageFolderDataModule(PoolDataModule):
             folders = ", ".join(f"{self.split_dirs[s]}/" for s in self.required)
             raise FileNotFoundError(
                 f"{self.name}: expected the folders {folders} with one subfolder of images per class in "
-                f"datamodule.data_dir={self.data_dir}, but {', '.join(map(str, missing)) or 'train/ has no class folders'}"
-                f" {'is' if len(missing) <= 1 else 'are'} missing. {self.how_to_get}"
+                f"datamodule.data_dir={self.data_dir}, but "
+                f"{', '.join(map(str, missing)) or 'train/ has no class folders'} "
+                f"{'is' if len(missing) <= 1 else 'are'} missing. {self.how_to_get}"
             )
 
     def load_sources(self) -> Sources:
@@ -135,17 +134,13 @@ class ImageFolderDataModule(PoolDataModule):
         for split, (images, _) in arrays.items():
             if images.shape[1:] != train_images.shape[1:]:
                 raise ValueError(
-                    f"{self.name}: the {split} images are {images.shape[3]}x{images.shape[2]} but the train images "
-                    f"{train_images.shape[3]}x{train_images.shape[2]}: one model needs one input size; resize them first."
+                    f"{self.name}: the {split} images are {images.shape[3]}x{images.shape[2]} but the train "
+                    f"images {train_images.shape[3]}x{train_images.shape[2]}: one model needs one input size; "
+                    "resize them first."
                 )
         mean, std = self._statistics(train_images)
-        tensors = {split: self._tensors(images, labels, mean, std) for split, (images, labels) in arrays.items()}
-        optional = {}
-        for split in ("holdout", "val"):
-            if split in tensors:
-                optional |= {split: TensorDataset(*tensors[split]), f"{split}_targets": tensors[split][1]}
-        return Sources(
-            TensorDataset(*tensors["train"]), tensors["train"][1], TensorDataset(*tensors["test"]), tensors["test"][1], **optional
+        return Sources.from_tensors(
+            **{split: (normalise_images(x, mean, std), torch.from_numpy(y)) for split, (x, y) in arrays.items()}
         )
 
     def _statistics(self, images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -153,10 +148,6 @@ class ImageFolderDataModule(PoolDataModule):
             return tuple(self.mean), tuple(self.std)
         pixels = torch.from_numpy(images).float().div_(255.0).transpose(0, 1).reshape(images.shape[1], -1)
         return tuple(pixels.mean(dim=1).tolist()), tuple(pixels.std(dim=1).clamp_min(1e-6).tolist())
-
-    @staticmethod
-    def _tensors(images: np.ndarray, labels: np.ndarray, mean: tuple, std: tuple) -> tuple[Tensor, Tensor]:
-        return normalise_images(images, mean, std), torch.from_numpy(labels)
 
 
 class CINIC10DataModule(ImageFolderDataModule):

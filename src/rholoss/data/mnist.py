@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch.utils.data import TensorDataset
 
 from rholoss.data.datamodule import Sources
 from rholoss.data.idx_files import MNIST_FILE_GROUPS, IdxDataModule
@@ -51,12 +49,11 @@ class MNISTDataModule(IdxDataModule):
     def load_sources(self) -> Sources:
         return self._mnist_sources(self.locate())
 
-    def _mnist_sources(self, files: dict[str, Path]) -> Sources:
-        train, test = (self._tensors(*self.read_images_and_labels(files, split)) for split in ("train", "test"))
-        return Sources(TensorDataset(*train), train[1], TensorDataset(*test), test[1])
+    def _mnist_tensors(self, files: dict[str, Path]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {split: self.to_tensors(*self.read_images_and_labels(files, split)) for split in ("train", "test")}
 
-    def _tensors(self, images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.to_inputs(images), torch.from_numpy(labels.astype(np.int64))
+    def _mnist_sources(self, files: dict[str, Path]) -> Sources:
+        return Sources.from_tensors(**self._mnist_tensors(files))
 
 
 class QMNISTDataModule(MNISTDataModule):
@@ -90,7 +87,6 @@ class QMNISTDataModule(MNISTDataModule):
 
     def load_sources(self) -> Sources:
         files = self.locate()
-        mnist = self._mnist_sources(files)
         images, labels = self.read_images_and_labels(files, "extra")
         if labels.ndim != 2 or len(images) <= QMNIST_MNIST_TEST_ROWS:
             raise ValueError(
@@ -98,7 +94,4 @@ class QMNISTDataModule(MNISTDataModule):
                 f"{QMNIST_MNIST_TEST_ROWS} rows of 8 int32 columns, got shape {labels.shape}."
             )
         extra = slice(QMNIST_MNIST_TEST_ROWS, None)  # skip the digits that are MNIST's test set
-        x_holdout, y_holdout = self._tensors(images[extra], labels[extra, 0])
-        return Sources(
-            mnist.train, mnist.train_targets, mnist.test, mnist.test_targets, TensorDataset(x_holdout, y_holdout), y_holdout
-        )
+        return Sources.from_tensors(**self._mnist_tensors(files), holdout=self.to_tensors(images[extra], labels[extra, 0]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -43,7 +44,7 @@ PAPER_MNIST_PAIRS: tuple[tuple[int, int], ...] = ((3, 5), (9, 7), (4, 9))
 
 
 def structured_label_noise(
-    labels: Tensor, pairs: list[tuple[int, int]] | tuple[tuple[int, int], ...], probability: float, num_classes: int, seed: int
+    labels: Tensor, pairs: Sequence[tuple[int, int]], probability: float, num_classes: int, seed: int
 ) -> NoisyLabels:
     """For each pair ``(source, target)``, relabel ``round(probability * n_source)`` of the points
     whose clean label is ``source``, chosen uniformly, as ``target``.
@@ -104,7 +105,7 @@ def apply_label_noise(
     noise_type: str,
     amount: float,
     num_classes: int,
-    pairs: list[tuple[int, int]] | tuple[tuple[int, int], ...] | None,
+    pairs: Sequence[tuple[int, int]] | None,
     seed: int,
 ) -> NoisyLabels:
     """``uniform``: ``amount`` is the corrupted fraction; ``structured``: the flip probability of each

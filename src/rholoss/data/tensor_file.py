@@ -6,7 +6,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.utils.data import TensorDataset
 
 from rholoss.data.datamodule import PoolDataModule, Sources
 
@@ -41,23 +40,17 @@ class TensorFileDataModule(PoolDataModule):
         if not isinstance(data, dict):
             raise ValueError(f"tensor_file: {self.path} holds a {type(data).__name__}, expected a dict of tensors.")
         missing = [key for key in REQUIRED if key not in data]
-        missing += [f"x_{s} or y_{s} (give both or neither)" for s in OPTIONAL if (f"x_{s}" in data) != (f"y_{s}" in data)]
+        missing += [f"x_{s} or y_{s} (give both or neither)" for s in OPTIONAL if (f"x_{s}" in data) ^ (f"y_{s}" in data)]
         if missing:
             raise ValueError(f"tensor_file: {self.path} lacks {', '.join(missing)} (it has {', '.join(sorted(data))}).")
         splits = {s: self._pair(data, s) for s in ("train", "test", *OPTIONAL) if f"x_{s}" in data}
         labels = torch.cat([y for _, y in splits.values()])
         self.num_classes = self.given_num_classes or int(labels.max()) + 1
         if int(labels.min()) < 0 or int(labels.max()) >= self.num_classes:
-            raise ValueError(
-                f"tensor_file: labels must be in 0..{self.num_classes - 1}, found {int(labels.min())}..{int(labels.max())}."
-            )
+            low, high = int(labels.min()), int(labels.max())
+            raise ValueError(f"tensor_file: labels must be in 0..{self.num_classes - 1}, found {low}..{high}.")
         self.input_shape = tuple(splits["train"][0].shape[1:])
-        optional = {}
-        for split in OPTIONAL:
-            if split in splits:
-                optional |= {split: TensorDataset(*splits[split]), f"{split}_targets": splits[split][1]}
-        train, test = splits["train"], splits["test"]
-        return Sources(TensorDataset(*train), train[1], TensorDataset(*test), test[1], **optional)
+        return Sources.from_tensors(**splits)
 
     def _pair(self, data: dict[str, Tensor], split: str) -> tuple[Tensor, Tensor]:
         x, y = data[f"x_{split}"], data[f"y_{split}"]
@@ -68,6 +61,7 @@ class TensorFileDataModule(PoolDataModule):
             )
         if x.shape[1:] != data["x_train"].shape[1:]:
             raise ValueError(
-                f"tensor_file: x_{split} has inputs of shape {tuple(x.shape[1:])}, x_train {tuple(data['x_train'].shape[1:])}."
+                f"tensor_file: x_{split} has inputs of shape {tuple(x.shape[1:])}, "
+                f"x_train {tuple(data['x_train'].shape[1:])}."
             )
         return x.float(), y.long()
