@@ -476,11 +476,14 @@ def test_clothing1m_scores_the_pool_without_augmentation(clothing_dir) -> None:
     train = datamodule.train_dataloader()
     assert train.dataset.transform is datamodule.train_transform
     assert "RandomCrop" in repr(datamodule.train_transform) and "RandomCrop" not in repr(datamodule.eval_transform)
+    assert datamodule.train_augmentation() is None  # augmented per image, not again on the device
     _, train_x, _ = next(iter(train))
     assert train_x.shape == (8, 3, 224, 224)
-    no_augment = Clothing1MDataModule(data_dir=str(root), batch_size=8, augment=False, num_workers=0)
-    no_augment.setup()
-    assert no_augment.train_dataloader().dataset.transform is no_augment.eval_transform
+    # the IL model (holdout) and target training without augment see the central crop
+    for kwargs in ({"train_split": "holdout"}, {"augment": False}):
+        plain = Clothing1MDataModule(data_dir=str(root), batch_size=8, num_workers=0, **kwargs)
+        plain.setup()
+        assert plain.train_dataloader().dataset.transform is plain.eval_transform
 
 
 def test_clothing1m_finds_an_annotations_folder(tmp_path: Path) -> None:

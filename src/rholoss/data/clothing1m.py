@@ -74,9 +74,9 @@ class Clothing1MDataModule(PoolDataModule):
     clean training images the holdout, the clean val and test images val and test.
 
     ``data_dir`` holds the images (at the paths the key lists name) and the annotation files, at its
-    top level or in ``annotations/``. Training batches are augmented with ``augment`` (random crop and
-    flip); every other loader, the one that scores the pool for the IL store included, uses the
-    central crop.
+    top level or in ``annotations/``. With ``augment``, target training batches get a random crop and
+    flip per image in the DataLoader; every other loader (IL training, IL scoring of the pool,
+    evaluation) uses the central crop.
     """
 
     name = "clothing1m"
@@ -84,11 +84,10 @@ class Clothing1MDataModule(PoolDataModule):
     input_shape = (3, CROP, CROP)
 
     def __init__(self, data_dir: str = "data/clothing1m", augment: bool = True, **kwargs) -> None:
-        super().__init__(**kwargs)
+        super().__init__(augment=augment, **kwargs)
         self.data_dir = Path(data_dir)
-        self.augment = augment
         self.eval_transform = clothing_transforms(train=False)
-        self.train_transform = clothing_transforms(train=True) if augment else None
+        self.train_transform = clothing_transforms(train=True)
 
     def locate(self) -> dict[str, Path]:
         for folder in (self.data_dir, self.data_dir / "annotations"):

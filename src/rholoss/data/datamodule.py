@@ -14,8 +14,9 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from rholoss.data.augment import BatchAugment
 from rholoss.data.fingerprint import pool_fingerprint
 from rholoss.data.in_memory import EpochPermutation, InMemoryBatches, in_memory_tensors
 from rholoss.data.indexed import IndexedDataset, subset_labels
@@ -76,6 +77,9 @@ class PoolDataModule(pl.LightningDataModule):
     pairs) to ``target`` with probability ``label_noise``.
     ``on_device`` serves in-memory datasets as tensors on the training device (:class:`InMemoryBatches`)
     instead of through a DataLoader; both give the same batches for the same seed.
+    ``augment`` asks the target model to crop (``crop_padding``) and flip each large batch on the
+    device (:meth:`train_augmentation`), or, for datasets decoded per sample, the DataLoader to apply
+    ``train_transform``; the IL stage and all evaluation see un-augmented inputs.
     """
 
     name: str = "dataset"
@@ -98,6 +102,8 @@ class PoolDataModule(pl.LightningDataModule):
         val_from: Literal["train", "holdout"] = "train",
         noise_type: Literal["uniform", "structured"] = "uniform",
         noise_pairs: list[list[int]] | None = None,
+        augment: bool = False,
+        crop_padding: int = 4,
     ) -> None:
         super().__init__()
         if train_split not in ("pool", "holdout"):
@@ -123,8 +129,12 @@ class PoolDataModule(pl.LightningDataModule):
         self.val_from = val_from
         self.noise_type = noise_type
         self.noise_pairs = [tuple(int(c) for c in pair) for pair in noise_pairs] if noise_pairs is not None else None
+        self.augment = augment
+        self.crop_padding = crop_padding
+        self.pool_positions: Tensor | None = None  # restrict_pool: the pool points target training draws
         # Per-sample input transforms of the DataLoader path (None for in-memory tensors): ``train_transform``
-        # for the split being trained on (may augment), ``eval_transform`` for everything else, IL scoring included.
+        # augments target training when ``augment`` is on, ``eval_transform`` serves everything else (IL
+        # training and scoring included).
         self.train_transform: Callable | None = None
         self.eval_transform: Callable | None = None
         self._on_device: dict[str, tuple[Tensor, Tensor]] = {}
@@ -225,19 +235,59 @@ class PoolDataModule(pl.LightningDataModule):
     def has_label_noise(self) -> bool:
         return self.label_noise > 0
 
+    def train_augmentation(self) -> BatchAugment | None:
+        """The batched augmentation for target training, or None when ``augment`` is off or the
+        dataset augments per sample in its DataLoader (``train_transform``)."""
+        if not self.augment or self.train_transform is not None:
+            return None
+        if len(self.input_shape) != 3:
+            raise ValueError(
+                f"datamodule.augment=true crops and flips images, but {self.name} inputs have shape "
+                f"{tuple(self.input_shape)}: set datamodule.augment=false."
+            )
+        return BatchAugment(self.crop_padding)
+
+    def restrict_pool(self, positions: Tensor) -> None:
+        """Serve only these pool points for target training (a core-set chosen before training).
+
+        Indices stay pool positions, so the IL store, the noise mask and the selection statistics
+        keep applying; the pool loader for scoring still covers the whole pool.
+        """
+        pool_size = len(self.split("pool"))
+        positions = torch.as_tensor(positions, dtype=torch.long)
+        if positions.ndim != 1 or len(positions) == 0:
+            raise ValueError("restrict_pool needs a non-empty 1-d tensor of pool positions.")
+        if int(positions.min()) < 0 or int(positions.max()) >= pool_size:
+            raise ValueError(f"restrict_pool: positions must lie in [0, {pool_size}), the pool's size.")
+        if len(positions) < self.batch_size:
+            raise ValueError(
+                f"The restricted pool has {len(positions)} points, fewer than one batch of {self.batch_size}: "
+                "keep more points or lower the batch size."
+            )
+        self.pool_positions = positions
+
     def _loader(
-        self, name: str, batch_size: int, shuffle: bool, drop_last: bool = False, train: bool = False
+        self,
+        name: str,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool = False,
+        positions: Tensor | None = None,
+        augment: bool = False,
     ) -> Iterable:
+        """Batches of split ``name``, or only of its points ``positions`` (their indices unchanged);
+        ``augment``: through ``train_transform`` (DataLoader path)."""
         dataset = self.split(name)
-        if train and self.train_transform is not None:
+        if augment and self.train_transform is not None:
             dataset = dataset.with_transform(self.train_transform)
+        size = len(dataset) if positions is None else len(positions)
         # Seeded from the global RNG, so a seeded run shuffles the same way on either path.
-        shuffler = EpochPermutation(len(dataset), int(torch.randint(0, 2**62, (1,)))) if shuffle else None
+        shuffler = EpochPermutation(size, int(torch.randint(0, 2**62, (1,)))) if shuffle else None
         if self.on_device:
             x, y = self._device_tensors(name)
-            return InMemoryBatches(x, y, batch_size, drop_last, shuffler)
+            return InMemoryBatches(x, y, batch_size, drop_last, shuffler, positions)
         return DataLoader(
-            dataset,
+            dataset if positions is None else Subset(dataset, positions.tolist()),
             batch_size=batch_size,
             sampler=shuffler,
             drop_last=drop_last,
@@ -255,8 +305,11 @@ class PoolDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> Iterable:
         # Large batches for the target keep a constant size n_B, so every step selects the same n_b.
+        pool = self.train_split == "pool"
+        positions = self.pool_positions if pool else None
+        augment = pool and self.augment  # the IL model trains on un-augmented inputs
         return self._loader(
-            self.train_split, self.batch_size, shuffle=True, drop_last=self.train_split == "pool", train=True
+            self.train_split, self.batch_size, shuffle=True, drop_last=pool, positions=positions, augment=augment
         )
 
     def val_dataloader(self) -> Iterable:

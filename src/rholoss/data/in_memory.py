@@ -37,24 +37,36 @@ class EpochPermutation(Sampler[int]):
 
 class InMemoryBatches:
     """Iterable of ``(index, x, y)`` batches over tensors on one device, in the order of ``shuffler``
-    (None: index order). Only the permutation (n int64 values) is copied to the device each epoch."""
+    (None: index order). Only the permutation (n int64 values) is copied to the device each epoch.
+    ``positions`` serves only those rows (a restricted pool), their indices unchanged."""
 
     def __init__(
-        self, x: Tensor, y: Tensor, batch_size: int, drop_last: bool, shuffler: EpochPermutation | None = None
+        self,
+        x: Tensor,
+        y: Tensor,
+        batch_size: int,
+        drop_last: bool,
+        shuffler: EpochPermutation | None = None,
+        positions: Tensor | None = None,
     ) -> None:
         self.x, self.y = x, y
         self.batch_size, self.drop_last, self.shuffler = batch_size, drop_last, shuffler
+        self.positions = None if positions is None else positions.to(y.device)
+
+    def _size(self) -> int:
+        return len(self.y) if self.positions is None else len(self.positions)
 
     def __len__(self) -> int:
-        n = len(self.y)
+        n = self._size()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        n = len(self.y)
         if self.shuffler is not None:
             order = self.shuffler.permutation().to(self.y.device, non_blocking=True)
         else:
-            order = torch.arange(n, device=self.y.device)
+            order = torch.arange(self._size(), device=self.y.device)
+        if self.positions is not None:
+            order = self.positions[order]
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
             yield index, self.x[index], self.y[index]
