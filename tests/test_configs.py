@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -15,21 +14,12 @@ from rholoss.selection import list_selections
 from tests.conftest import CONFIG_DIR, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
-# Experiments written on a branch before the datamodule config they use was merged (skipped, by name).
-MISSING_DATAMODULE = {
-    name: match.group(1)
-    for name in EXPERIMENTS
-    if (match := re.search(r"override /datamodule: (\w+)", (CONFIG_DIR / "experiment" / f"{name}.yaml").read_text()))
-    and not (CONFIG_DIR / "datamodule" / f"{match.group(1)}.yaml").is_file()
-}
 BASE = ["paths.output_dir=/tmp/unused"]
 
 
 @pytest.mark.parametrize("config_name", ["train", "train_irreducible"])
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_for_both_stages(config_name: str, experiment: str) -> None:
-    if experiment in MISSING_DATAMODULE:
-        pytest.skip(f"configs/datamodule/{MISSING_DATAMODULE[experiment]}.yaml is not in this checkout yet")
     cfg = compose_config(config_name, [*BASE, f"experiment={experiment}"])
     datamodule = instantiate(cfg.datamodule)
     assert datamodule.batch_size == (cfg.large_batch_size if config_name == "train" else cfg.batch_size)

@@ -1,8 +1,27 @@
 """Datasets behind the index contract ``(index, x, y)``, with seeded splits, noise and fingerprints."""
 
+from rholoss.data.cifar import CIFAR10DataModule, CIFAR100DataModule
+from rholoss.data.clothing1m import Clothing1MDataModule
 from rholoss.data.datamodule import PoolDataModule, Sources
 from rholoss.data.fashion_mnist import FashionMNISTDataModule
+from rholoss.data.image_folder import CINIC10DataModule, ImageFolderDataModule
 from rholoss.data.indexed import IndexedDataset
+from rholoss.data.mnist import MNISTDataModule, QMNISTDataModule
 from rholoss.data.synthetic import SyntheticDataModule
+from rholoss.data.tensor_file import TensorFileDataModule
 
-__all__ = ["FashionMNISTDataModule", "IndexedDataset", "PoolDataModule", "Sources", "SyntheticDataModule"]
+__all__ = [
+    "CIFAR10DataModule",
+    "CIFAR100DataModule",
+    "CINIC10DataModule",
+    "Clothing1MDataModule",
+    "FashionMNISTDataModule",
+    "ImageFolderDataModule",
+    "IndexedDataset",
+    "MNISTDataModule",
+    "PoolDataModule",
+    "QMNISTDataModule",
+    "Sources",
+    "SyntheticDataModule",
+    "TensorFileDataModule",
+]

@@ -7,35 +7,57 @@ that the IL store and the selection statistics depend on is done here, once, the
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from rholoss.data.augment import BatchAugment
 from rholoss.data.fingerprint import pool_fingerprint
 from rholoss.data.in_memory import EpochPermutation, InMemoryBatches, in_memory_tensors
 from rholoss.data.indexed import IndexedDataset, subset_labels
-from rholoss.data.noise import uniform_label_noise
+from rholoss.data.noise import apply_label_noise
 from rholoss.data.splits import split_indices
 
 
 @dataclass(frozen=True)
 class Sources:
-    """What a dataset family provides: a labelled training source and a labelled test source.
+    """What a dataset family provides: a labelled training source and a labelled test source, and
+    optionally its own holdout and validation sources (QMNIST's extra digits, CINIC-10's valid folder,
+    Clothing-1M's clean sets).
 
-    Both are map-style datasets returning ``(x, y)``; ``train_targets``/``test_targets`` hold the
-    same labels as a tensor so splitting and noise need no pass over the inputs.
+    All are map-style datasets returning ``(x, y)``; each ``*_targets`` holds the same labels as a
+    tensor so splitting and noise need no pass over the inputs. Without a holdout source the holdout
+    is split off the training source; without a val source, val is split off the training source or
+    the holdout (``val_from``).
     """
 
     train: Dataset
     train_targets: Tensor
     test: Dataset
     test_targets: Tensor
+    holdout: Dataset | None = None
+    holdout_targets: Tensor | None = None
+    val: Dataset | None = None
+    val_targets: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("holdout", "val"):
+            if (getattr(self, name) is None) != (getattr(self, f"{name}_targets") is None):
+                raise ValueError(f"Sources needs both {name} and {name}_targets, or neither.")
+
+    @classmethod
+    def from_tensors(cls, **splits: tuple[Tensor, Tensor]) -> Sources:
+        """Sources of in-memory ``(inputs, labels)`` pairs: ``train`` and ``test``, optionally
+        ``holdout`` and ``val``."""
+        fields: dict[str, Any] = {}
+        for name, (x, y) in splits.items():
+            fields |= {name: TensorDataset(x, y), f"{name}_targets": y}
+        return cls(**fields)
 
 
 class PoolDataModule(pl.LightningDataModule):
@@ -47,10 +69,17 @@ class PoolDataModule(pl.LightningDataModule):
     first that many points of the training source before splitting, for quick runs.
     ``relevant_classes`` keeps only those classes in holdout, val and test while the pool keeps all
     (the paper's relevance experiment): the IL model then learns which points matter.
+    ``val_from`` says where val is split off when the dataset has no val source of its own: the
+    training source before the pool/holdout split (``train``), or the holdout (``holdout``: the pool
+    keeps the paper's size, e.g. half of CIFAR's training set).
+    ``noise_type`` ``uniform`` corrupts a ``label_noise`` fraction of the pool with random other
+    classes; ``structured`` flips each class ``source`` of ``noise_pairs`` (default: the paper's MNIST
+    pairs) to ``target`` with probability ``label_noise``.
     ``on_device`` serves in-memory datasets as tensors on the training device (:class:`InMemoryBatches`)
     instead of through a DataLoader; both give the same batches for the same seed.
     ``augment`` asks the target model to crop (``crop_padding``) and flip each large batch on the
-    device (:meth:`train_augmentation`); the IL stage and all evaluation see un-augmented inputs.
+    device (:meth:`train_augmentation`), or, for datasets decoded per sample, the DataLoader to apply
+    ``train_transform``; the IL stage and all evaluation see un-augmented inputs.
     """
 
     name: str = "dataset"
@@ -70,12 +99,19 @@ class PoolDataModule(pl.LightningDataModule):
         train_subset: int | None = None,
         relevant_classes: list[int] | None = None,
         on_device: bool = False,
+        val_from: Literal["train", "holdout"] = "train",
+        noise_type: Literal["uniform", "structured"] = "uniform",
+        noise_pairs: list[list[int]] | None = None,
         augment: bool = False,
         crop_padding: int = 4,
     ) -> None:
         super().__init__()
         if train_split not in ("pool", "holdout"):
             raise ValueError(f"train_split must be 'pool' or 'holdout', got {train_split!r}.")
+        if val_from not in ("train", "holdout"):
+            raise ValueError(f"val_from must be 'train' or 'holdout', got {val_from!r}.")
+        if noise_type not in ("uniform", "structured"):
+            raise ValueError(f"noise_type must be 'uniform' or 'structured', got {noise_type!r}.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         self.batch_size = batch_size
@@ -90,9 +126,17 @@ class PoolDataModule(pl.LightningDataModule):
         self.relevant_classes = sorted(relevant_classes) if relevant_classes is not None else None
         self.relevant: Tensor | None = None  # per pool point: is its (given) class relevant
         self.on_device = on_device
+        self.val_from = val_from
+        self.noise_type = noise_type
+        self.noise_pairs = [tuple(int(c) for c in pair) for pair in noise_pairs] if noise_pairs is not None else None
         self.augment = augment
         self.crop_padding = crop_padding
         self.train_positions: Tensor | None = None  # restrict_training: the points train_dataloader serves
+        # Per-sample input transforms of the DataLoader path (None for in-memory tensors): ``train_transform``
+        # augments target training when ``augment`` is on, ``eval_transform`` serves everything else (IL
+        # training and scoring included).
+        self.train_transform: Callable | None = None
+        self.eval_transform: Callable | None = None
         self._on_device: dict[str, tuple[Tensor, Tensor]] = {}
         self._datasets: dict[str, IndexedDataset] = {}
 
@@ -107,13 +151,16 @@ class PoolDataModule(pl.LightningDataModule):
         num_train = len(sources.train_targets)
         if self.train_subset is not None:
             num_train = min(num_train, self.train_subset)
-        splits = split_indices(num_train, self.val_size, self.holdout_fraction, self.split_seed)
-        clean = subset_labels(sources.train_targets, splits.pool)
-        noisy = uniform_label_noise(clean, self.label_noise, self.num_classes, seed=self.split_seed + 1)
+        parts = self._split_sources(sources, num_train)
+        pool_source, pool_targets, pool_indices = parts["pool"]
+        clean = subset_labels(pool_targets, pool_indices)
+        noisy = apply_label_noise(
+            clean, self.noise_type, self.label_noise, self.num_classes, self.noise_pairs, seed=self.split_seed + 1
+        )
         self.corrupted = noisy.corrupted
         self.fingerprint = pool_fingerprint(
             self.name,
-            splits.pool,
+            pool_indices,
             noisy.labels,
             split_seed=self.split_seed,
             val_size=self.val_size,
@@ -121,12 +168,13 @@ class PoolDataModule(pl.LightningDataModule):
             label_noise=self.label_noise,
             train_subset=self.train_subset,
             relevant_classes=self.relevant_classes,
+            val_from=self.val_from,
+            noise_type=self.noise_type,
+            noise_pairs=[list(pair) for pair in self.noise_pairs] if self.noise_pairs is not None else None,
         )
         self._datasets = {
-            "pool": IndexedDataset(sources.train, splits.pool, noisy.labels),
-            "holdout": self._evaluation_split(sources.train, sources.train_targets, splits.holdout),
-            "val": self._evaluation_split(sources.train, sources.train_targets, splits.val),
-            "test": self._evaluation_split(sources.test, sources.test_targets, torch.arange(len(sources.test_targets))),
+            "pool": IndexedDataset(pool_source, pool_indices, noisy.labels, self.eval_transform),
+            **{name: self._evaluation_split(*parts[name]) for name in ("holdout", "val", "test")},
         }
         if self.relevant_classes is not None:
             self.relevant = torch.isin(noisy.labels, torch.tensor(self.relevant_classes))
@@ -136,12 +184,47 @@ class PoolDataModule(pl.LightningDataModule):
                 f"than one batch of {self.batch_size}: lower the batch size or use more data."
             )
 
+    def _split_sources(self, sources: Sources, num_train: int) -> dict[str, tuple[Dataset, Tensor, Tensor]]:
+        """``(source, targets, indices)`` of each split. One seeded permutation per source that gets
+        split: val (unless the dataset has its own) comes off ``val_from``, the holdout off the
+        training source unless the dataset has its own."""
+        train = (sources.train, sources.train_targets)
+        val_size = 0 if sources.val is not None else self.val_size
+        if sources.holdout is None:
+            holdout = train
+            if self.val_from == "train":
+                splits = split_indices(num_train, val_size, self.holdout_fraction, self.split_seed)
+                pool_indices, holdout_indices, val = splits.pool, splits.holdout, (*train, splits.val)
+            else:
+                splits = split_indices(num_train, 0, self.holdout_fraction, self.split_seed)
+                pool_indices, holdout_indices = splits.pool, splits.holdout
+                carved = split_indices(len(holdout_indices), val_size, 0.0, self.split_seed)
+                holdout_indices, val = holdout_indices[carved.pool], (*train, holdout_indices[carved.val])
+        else:
+            holdout = (sources.holdout, sources.holdout_targets)
+            if self.val_from == "train":
+                carved = split_indices(num_train, val_size, 0.0, self.split_seed)
+                pool_indices, val = carved.pool, (*train, carved.val)
+                holdout_indices = torch.arange(len(sources.holdout_targets))
+            else:
+                pool_indices = torch.arange(num_train)
+                carved = split_indices(len(sources.holdout_targets), val_size, 0.0, self.split_seed)
+                holdout_indices, val = carved.pool, (*holdout, carved.val)
+        if sources.val is not None:
+            val = (sources.val, sources.val_targets, torch.arange(len(sources.val_targets)))
+        return {
+            "pool": (*train, pool_indices),
+            "holdout": (*holdout, holdout_indices),
+            "val": val,
+            "test": (sources.test, sources.test_targets, torch.arange(len(sources.test_targets))),
+        }
+
     def _evaluation_split(self, source: Dataset, targets: Tensor, indices: Tensor) -> IndexedDataset:
         labels = subset_labels(targets, indices)
         if self.relevant_classes is not None:
             keep = torch.isin(labels, torch.tensor(self.relevant_classes))
             indices, labels = indices[keep], labels[keep]
-        return IndexedDataset(source, indices, labels)
+        return IndexedDataset(source, indices, labels, self.eval_transform)
 
     def split(self, name: str) -> IndexedDataset:
         if not self._datasets:
@@ -153,8 +236,9 @@ class PoolDataModule(pl.LightningDataModule):
         return self.label_noise > 0
 
     def train_augmentation(self) -> BatchAugment | None:
-        """The batched augmentation for target training, or None when ``augment`` is off."""
-        if not self.augment:
+        """The batched augmentation for target training, or None when ``augment`` is off or the
+        dataset augments per sample in its DataLoader (``train_transform``)."""
+        if not self.augment or self.train_transform is not None:
             return None
         if len(self.input_shape) != 3:
             raise ValueError(
@@ -187,10 +271,19 @@ class PoolDataModule(pl.LightningDataModule):
         self.train_positions = positions
 
     def _loader(
-        self, name: str, batch_size: int, shuffle: bool, drop_last: bool = False, positions: Tensor | None = None
+        self,
+        name: str,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool = False,
+        positions: Tensor | None = None,
+        augment: bool = False,
     ) -> Iterable:
-        """Batches of split ``name``, or only of its points ``positions`` (their indices unchanged)."""
+        """Batches of split ``name``, or only of its points ``positions`` (their indices unchanged);
+        ``augment``: through ``train_transform`` (DataLoader path)."""
         dataset = self.split(name)
+        if augment and self.train_transform is not None:
+            dataset = dataset.with_transform(self.train_transform)
         size = len(dataset) if positions is None else len(positions)
         # Seeded from the global RNG, so a seeded run shuffles the same way on either path.
         shuffler = EpochPermutation(size, int(torch.randint(0, 2**62, (1,)))) if shuffle else None
@@ -217,7 +310,11 @@ class PoolDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> Iterable:
         # Large batches for the target keep a constant size n_B, so every step selects the same n_b.
         pool = self.train_split == "pool"
-        return self._loader(self.train_split, self.batch_size, shuffle=True, drop_last=pool, positions=self.train_positions)
+        augment = pool and self.augment  # the IL model trains on un-augmented inputs
+        return self._loader(
+            self.train_split, self.batch_size, shuffle=True, drop_last=pool, positions=self.train_positions,
+            augment=augment,
+        )
 
     def val_dataloader(self) -> Iterable:
         return self._loader("val", self.eval_batch_size, shuffle=False)

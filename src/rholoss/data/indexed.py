@@ -48,6 +48,10 @@ class IndexedDataset(Dataset):
             x = self.transform(x)
         return index, x, self.labels[index]
 
+    def with_transform(self, transform: Callable[[Any], Any] | None) -> IndexedDataset:
+        """The same points and labels with another input transform (e.g. augmentation for training)."""
+        return IndexedDataset(self.source, self.source_indices, self.labels, transform)
+
 
 def subset_labels(targets: Tensor, indices: Tensor) -> Tensor:
     """Labels of the points ``indices`` of a source whose labels are ``targets``."""

@@ -1,0 +1,176 @@
+"""Image folders (``<split>/<class>/<image>``) decoded once into memory, for CINIC-10 and users' data.
+
+Decoding 270k PNGs takes minutes, so the decoded uint8 array is cached as ``.npy`` files next to the
+data, keyed by the folder's file list: the second run loads them in seconds, and adding, removing or
+renaming an image makes a new cache instead of serving stale data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rholoss.atomic import atomic_write
+from rholoss.data.cifar import normalise_images
+from rholoss.data.datamodule import PoolDataModule, Sources
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def list_image_folder(root: Path, classes: list[str]) -> tuple[list[Path], np.ndarray]:
+    """Every image under ``root/<class>/`` (sorted) and its class index in ``classes``."""
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        folder = root / name
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+        paths += files
+        labels += [label] * len(files)
+    return paths, np.asarray(labels, dtype=np.int64)
+
+
+def decode_images(paths: list[Path]) -> np.ndarray:
+    """RGB images ``(N, 3, H, W)`` uint8; all must have the same size to share one array."""
+    from PIL import Image
+
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"))
+        if images and array.shape != images[0].shape:
+            raise ValueError(
+                f"{path} is {array.shape[1]}x{array.shape[0]} but {paths[0]} is "
+                f"{images[0].shape[1]}x{images[0].shape[0]}: an in-memory image folder needs images of one size; "
+                "resize them first."
+            )
+        images.append(array)
+    return np.stack(images).transpose(0, 3, 1, 2).copy() if images else np.zeros((0, 3, 0, 0), np.uint8)
+
+
+def load_image_folder(root: Path, classes: list[str], cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The images (uint8 ``(N, 3, H, W)``) and labels of ``root``, from the ``.npy`` cache beside it
+    when its file list is unchanged, else decoded (and cached when ``cache``)."""
+    paths, labels = list_image_folder(root, classes)
+    digest = hashlib.sha256("\n".join(str(p.relative_to(root)) for p in paths).encode()).hexdigest()[:16]
+    cached = root.parent / f".{root.name}.{digest}.images.npy"
+    if cached.is_file():
+        return np.load(cached), labels
+    log.info("Decoding %d images in %s (cached for the next run as %s)", len(paths), root, cached)
+    images = decode_images(paths)
+    if cache:
+        try:
+            atomic_write(cached, lambda handle: np.save(handle, images))
+        except OSError as error:  # a read-only data folder: still works, just decodes every time
+            log.warning("Could not cache decoded images at %s (%s)", cached, error)
+    return images, labels
+
+
+class ImageFolderDataModule(PoolDataModule):
+    """Your own images: ``data_dir/train/<class>/*.png`` (the pool, and the holdout and val unless
+    given) and ``data_dir/test/<class>/*``, optionally ``data_dir/holdout/<class>/*`` (trains the IL
+    model) and ``data_dir/val/<class>/*``. Classes are the sorted folder names of ``train``.
+
+    Images are decoded once into memory (cached as ``.npy`` beside the folders) and served as
+    tensors standardised with ``mean``/``std`` (default: the training images' own statistics).
+    """
+
+    name = "image_folder"
+    split_dirs: dict[str, str] = {"train": "train", "test": "test", "holdout": "holdout", "val": "val"}
+    required = ("train", "test")
+    how_to_get = "Put your images there as <split>/<class name>/<image file>."
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        cache: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.data_dir = Path(data_dir)
+        self.mean, self.std = mean, std
+        self.cache = cache
+
+    def classes(self) -> list[str]:
+        train = self.data_dir / self.split_dirs["train"]
+        return sorted(p.name for p in train.iterdir() if p.is_dir()) if train.is_dir() else []
+
+    def _check_layout(self, classes: list[str]) -> None:
+        folders = [self.data_dir / self.split_dirs[split] for split in self.required]
+        missing = [folder for folder in folders if not folder.is_dir()]
+        if missing or not classes:
+            folders = ", ".join(f"{self.split_dirs[s]}/" for s in self.required)
+            raise FileNotFoundError(
+                f"{self.name}: expected the folders {folders} with one subfolder of images per class in "
+                f"datamodule.data_dir={self.data_dir}, but "
+                f"{', '.join(map(str, missing)) or 'train/ has no class folders'} "
+                f"{'is' if len(missing) <= 1 else 'are'} missing. {self.how_to_get}"
+            )
+
+    def load_sources(self) -> Sources:
+        classes = self.classes()
+        self._check_layout(classes)
+        self.num_classes = len(classes)
+        arrays = {
+            split: load_image_folder(self.data_dir / folder, classes, self.cache)
+            for split, folder in self.split_dirs.items()
+            if (self.data_dir / folder).is_dir()
+        }
+        for split, (images, _) in arrays.items():
+            if len(images) == 0:
+                raise FileNotFoundError(
+                    f"{self.name}: {self.data_dir / self.split_dirs[split]} has no images in the class folders "
+                    f"{classes}. {self.how_to_get}"
+                )
+        train_images = arrays["train"][0]
+        self.input_shape = tuple(train_images.shape[1:])
+        for split, (images, _) in arrays.items():
+            if images.shape[1:] != train_images.shape[1:]:
+                raise ValueError(
+                    f"{self.name}: the {split} images are {images.shape[3]}x{images.shape[2]} but the train "
+                    f"images {train_images.shape[3]}x{train_images.shape[2]}: one model needs one input size; "
+                    "resize them first."
+                )
+        mean, std = self._statistics(train_images)
+        return Sources.from_tensors(
+            **{split: (normalise_images(x, mean, std), torch.from_numpy(y)) for split, (x, y) in arrays.items()}
+        )
+
+    def _statistics(self, images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        if self.mean is not None and self.std is not None:
+            return tuple(self.mean), tuple(self.std)
+        pixels = torch.from_numpy(images).float().div_(255.0).transpose(0, 1).reshape(images.shape[1], -1)
+        return tuple(pixels.mean(dim=1).tolist()), tuple(pixels.std(dim=1).clamp_min(1e-6).tolist())
+
+
+class CINIC10DataModule(ImageFolderDataModule):
+    """CINIC-10 (Darlow et al., 2018): the ``train`` folder (90k) is the pool, the ``valid`` folder
+    (90k) the holdout, val comes off the holdout, the ``test`` folder (90k) is the test set.
+
+    ``relevant_classes`` (e.g. ``[0, 1, 2, 3, 4]``) gives the paper's relevance experiment: holdout,
+    val and test keep only those classes while the pool keeps all ten.
+    """
+
+    name = "cinic10"
+    split_dirs = {"train": "train", "holdout": "valid", "test": "test"}
+    required = ("train", "holdout", "test")
+    classes_in_order = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    how_to_get = (
+        "Download CINIC-10 (https://datashare.ed.ac.uk/handle/10283/3192, CINIC-10.tar.gz) and extract it so "
+        "that datamodule.data_dir holds train/, valid/ and test/."
+    )
+
+    def __init__(self, data_dir: str = "data/CINIC-10", val_from: str = "holdout", **kwargs) -> None:
+        kwargs.setdefault("mean", [0.47889522, 0.47227842, 0.43047404])  # CINIC-10's statistics (the release's)
+        kwargs.setdefault("std", [0.24205776, 0.23828046, 0.25874835])
+        super().__init__(data_dir=data_dir, val_from=val_from, **kwargs)
+
+    def classes(self) -> list[str]:
+        return self.classes_in_order
