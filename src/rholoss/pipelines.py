@@ -26,7 +26,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 import rholoss
 from rholoss.atomic import atomic_write_text
-from rholoss.callbacks import ValCurve
+from rholoss.callbacks import CheckpointError, StepCheckpoint, ValCurve, resolve_resume
 from rholoss.data import PoolDataModule
 from rholoss.irreducible import IrreducibleLossStore, StoreError, find_store, store_path
 from rholoss.modules import ClassifierModule, OnlineBatchSelection
@@ -38,11 +38,15 @@ log = logging.getLogger(__name__)
 # does not apply; its pytree deprecation notice is internal to Lightning.
 warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+# The loaders do resume mid-epoch, from the restored step (EpochPermutation.start_after).
+warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
 
 # Keys of the selection config read by the module itself; the rest go to the selection function.
 _SHARED_SELECTION_KEYS = {"name", "percent_train", "precision", "model_mode", "mc_samples", "draw_only_selected"}
 # Overrides that change which pool a run sees, and so which IL store it needs.
 _DATA_OVERRIDE_ROOTS = ("experiment", "datamodule", "paths")
+# Settings a resumed run must share with the run it continues (the step budget may change).
+_RESUME_MUST_MATCH = ("seed", "datamodule", "model", "selection", "optimizer", "irreducible")
 
 
 def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
@@ -50,12 +54,16 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
     output_dir = _start(cfg)
     datamodule = _datamodule(cfg, train_split="holdout")
     module = ClassifierModule(_model(cfg, datamodule), datamodule.num_classes, instantiate(cfg.optimizer))
-    checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", monitor="val/acc", mode="max", save_top_k=1)
+    resumed_from = _resume_checkpoint(cfg)
+    # A resumed run keeps its best-model checkpoints where the run it continues kept them: Lightning
+    # reloads the best score only for an unchanged folder.
+    best_dir = Path(resumed_from).parent if resumed_from else output_dir / "checkpoints"
+    checkpoint = ModelCheckpoint(dirpath=best_dir, monitor="val/acc", mode="max", save_top_k=1)
     val_curve = ValCurve()
     trainer = _trainer(cfg, output_dir, [checkpoint, val_curve])
 
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resumed_from)
     best = checkpoint.best_model_path or None  # None: no validation ran, keep the final weights
     val_acc = float(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]["val/acc"])
     losses = _pool_losses(trainer, module, datamodule, best)
@@ -87,10 +95,12 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "il_store": str(path),
         "val_acc": val_acc,
+        "best_checkpoint": best,
         "val_curve": val_curve.points,
         "steps": trainer.global_step,
         "mean_irreducible_loss": float(losses.mean()),
         "wall_seconds": round(wall_seconds, 3),
+        "resumed_from": resumed_from,
         "dataset": datamodule.fingerprint,
         "code_version": metadata["code_version"],
     }
@@ -137,9 +147,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     val_curve = ValCurve()
     trainer = _trainer(cfg, output_dir, [val_curve])
+    resumed_from = _resume_checkpoint(cfg)
 
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resumed_from)
     wall_seconds = time.perf_counter() - started
     test_acc = float(trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/acc"])
     _close_loggers(trainer)
@@ -161,6 +172,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "selection_counts": module.selection_count_summary(),
         "wall_seconds": round(wall_seconds, 3),
         "il_store": str(store_file) if store_file else None,
+        "resumed_from": resumed_from,
         "model": cfg.model._target_,
         "dataset": datamodule.fingerprint,
         "code_version": code_version(),
@@ -214,9 +226,56 @@ def _model(cfg: DictConfig, datamodule: PoolDataModule) -> torch.nn.Module:
 def _trainer(cfg: DictConfig, output_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    every_n_steps = cfg.get("checkpoint", {}).get("every_n_steps")
+    if every_n_steps:
+        extra.append(StepCheckpoint(output_dir / "checkpoints", every_n_steps))
     return instantiate(
         cfg.trainer, logger=loggers or False, callbacks=callbacks + extra, default_root_dir=str(output_dir)
     )
+
+
+def _resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint ``resume=`` names, checked readable and made with this run's settings."""
+    if not cfg.get("resume"):
+        return None
+    path = resolve_resume(cfg.resume)
+    earlier = path.parent.parent / "config_resolved.yaml"
+    if earlier.is_file():
+        before = OmegaConf.load(earlier)
+        now = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        differences = [
+            f"{key}: {OmegaConf.select(before, key)} -> {OmegaConf.select(now, key)}"
+            for root in _RESUME_MUST_MATCH
+            for key in _leaf_keys(before, now, root)
+            if OmegaConf.select(before, key) != OmegaConf.select(now, key)
+        ]
+        if differences:
+            raise CheckpointError(
+                f"resume={cfg.resume}: the run was made with other settings:\n  " + "\n  ".join(differences)
+                + "\nResume with the run's own overrides (see its config_resolved.yaml), or start afresh."
+            )
+    log.info("Resuming from %s", path)
+    return str(path)
+
+
+def _leaf_keys(before: DictConfig, now: DictConfig, root: str) -> list[str]:
+    """Every leaf key under ``root`` in either config, as dotted paths."""
+    keys: set[str] = set()
+    for config in (before, now):
+        node = OmegaConf.select(config, root)
+        if isinstance(node, DictConfig):
+            keys |= {f"{root}.{key}" for key in _flatten(OmegaConf.to_container(node))}
+        else:
+            keys.add(root)
+    return sorted(keys)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    return [
+        leaf
+        for key, value in tree.items()
+        for leaf in (_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) and value else [f"{prefix}{key}"])
+    ]
 
 
 def _close_loggers(trainer: pl.Trainer) -> None:

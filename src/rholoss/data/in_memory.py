@@ -17,16 +17,32 @@ from rholoss.data.indexed import IndexedDataset
 
 
 class EpochPermutation(Sampler[int]):
-    """A new seeded permutation of ``range(n)`` each epoch. The DataLoader path uses it as its
-    sampler and :class:`InMemoryBatches` draws the same permutations, so both paths give the same
-    batches for the same seed."""
+    """A seeded permutation of ``range(n)`` per epoch. The DataLoader path uses it as its sampler and
+    :class:`InMemoryBatches` draws the same permutations, so both paths give the same batches.
+
+    Epoch ``e`` is ``randperm(n)`` from a generator seeded with ``seed + e`` (as DistributedSampler),
+    not a generator carried from epoch to epoch: a resumed run reaches any epoch's order from the
+    seed and the epoch number alone. Each iteration serves the next epoch.
+    """
 
     def __init__(self, n: int, seed: int) -> None:
         self.n = n
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.epoch = 0  # the epoch the next iteration serves
+        self.skip = 0  # points of that epoch already trained on before a resume
+
+    def start_after(self, batches: int, batch_size: int, drop_last: bool) -> None:
+        """Continue after ``batches`` batches of ``batch_size`` have been trained on (resume):
+        the next iteration serves the rest of that epoch, then whole epochs again."""
+        per_epoch = self.n // batch_size if drop_last else -(-self.n // batch_size)
+        self.epoch, done = divmod(batches, per_epoch)
+        self.skip = done * batch_size
 
     def permutation(self) -> Tensor:
-        return torch.randperm(self.n, generator=self.generator)
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        order = order[self.skip :]
+        self.epoch, self.skip = self.epoch + 1, 0
+        return order
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.permutation().tolist())
@@ -50,12 +66,13 @@ class InMemoryBatches:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        n = len(self.y)
         if self.shuffler is not None:
             order = self.shuffler.permutation().to(self.y.device, non_blocking=True)
         else:
-            order = torch.arange(n, device=self.y.device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            order = torch.arange(len(self.y), device=self.y.device)
+        # A resumed epoch's order is shorter: it holds only the points not yet trained on.
+        end = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
+        for start in range(0, end, self.batch_size):
             index = order[start : start + self.batch_size]
             yield index, self.x[index], self.y[index]
 

@@ -58,6 +58,15 @@ class ClassifierModule(pl.LightningModule):
         self.log_dict({**means, **(current or {})})
         self._interval_sums, self._interval_steps = {}, 0
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The unlogged part of the current interval, so a resumed run logs the same means.
+        checkpoint["interval_means"] = {"sums": self._interval_sums, "steps": self._interval_steps}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("interval_means", {"sums": {}, "steps": 0})
+        self._interval_sums = {name: value.to(self.device) for name, value in state["sums"].items()}
+        self._interval_steps = state["steps"]
+
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         _, x, y = batch
         self.val_acc(self(x), y)
