@@ -204,11 +204,23 @@ def code_version() -> dict[str, str | None]:
 
 
 def _start(cfg: DictConfig) -> Path:
+    _check_accelerator(str(cfg.trainer.get("accelerator", "auto")))
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), output_dir / "config_resolved.yaml")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     return output_dir
+
+
+def _check_accelerator(accelerator: str) -> None:
+    """Refuse a GPU run on a machine without one before loading any data (Lightning would say so
+    only when the trainer is built, wrapped in Hydra's instantiation error)."""
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"trainer.accelerator={accelerator} asks for a CUDA GPU, but PyTorch sees none (torch "
+            f"{torch.__version__}, built for CUDA {torch.version.cuda}). Use trainer=cpu or "
+            "trainer.accelerator=auto here, or run on a machine with a GPU and a CUDA build of PyTorch."
+        )
 
 
 def _datamodule(cfg: DictConfig, train_split: str, **overrides: Any) -> PoolDataModule:

@@ -99,6 +99,12 @@ class PoolDataModule(pl.LightningDataModule):
         # the RNG state of its checkpoint before Lightning asks for the loader.
         self.shuffle_seed = int(torch.randint(0, 2**62, (1,)))
         sources = self.load_sources()
+        classes = self.relevant_classes
+        if classes is not None and (not classes or not set(classes) <= set(range(self.num_classes))):
+            raise ValueError(
+                f"datamodule.relevant_classes={classes} must be a non-empty list of this dataset's "
+                f"classes, 0 to {self.num_classes - 1}; null keeps all classes."
+            )
         num_train = len(sources.train_targets)
         if self.train_subset is not None:
             num_train = min(num_train, self.train_subset)
