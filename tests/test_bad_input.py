@@ -92,3 +92,9 @@ def test_an_empty_or_too_small_pool_is_refused(tmp_path: Path, subset: int, mess
                 "datamodule.holdout_fraction=0.99", output="run",
             )
         )
+
+
+def test_plain_ddp_is_refused_for_its_buffer_broadcast(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"trainer.strategy=ddp broadcasts rank 0's module buffers.*use trainer=ddp"):
+        train(synthetic(tmp_path, "train", "selection=uniform", "trainer.strategy=ddp", output="run"))
+    assert not (tmp_path / "run" / "results.json").exists()

@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.strategies import DDPStrategy
 
 import rholoss
 from rholoss.atomic import atomic_write_text
@@ -88,7 +89,8 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         "code_version": code_version(),
         "run_dir": str(output_dir),
     }
-    IrreducibleLossStore(losses, datamodule.fingerprint, metadata).save(path)
+    if trainer.is_global_zero:  # every rank scored the whole pool; one writes
+        IrreducibleLossStore(losses, datamodule.fingerprint, metadata).save(path)
     _close_loggers(trainer)
     results = {
         "stage": "irreducible",
@@ -104,7 +106,7 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         "dataset": datamodule.fingerprint,
         "code_version": metadata["code_version"],
     }
-    _write_results(results, output_dir)
+    _write_results(results, output_dir, trainer)
     log.info("IL store written: %s", path)
     log.info("IL model val accuracy (best checkpoint): %.4f", val_acc)
     return results
@@ -149,9 +151,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = _trainer(cfg, output_dir, [val_curve])
     resumed_from = _resume_checkpoint(cfg)
 
+    world_size = trainer.world_size
+    log.info(
+        "Each step: %d rank(s) each score %d points and train on %d: a global large batch of %d and a global "
+        "batch of %d per optimizer step; %d steps.",
+        world_size, large_batch_size, batch_size, world_size * large_batch_size, world_size * batch_size,
+        cfg.trainer.max_steps,
+    )
+
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resumed_from)
     wall_seconds = time.perf_counter() - started
+    _sum_over_ranks(trainer, module)
     test_acc = float(trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/acc"])
     _close_loggers(trainer)
 
@@ -162,6 +173,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "steps": trainer.global_step,
         "large_batch_size": large_batch_size,
         "batch_size": batch_size,
+        "world_size": world_size,
+        "global_large_batch_size": world_size * large_batch_size,
+        "global_batch_size": world_size * batch_size,
         "percent_train": cfg.selection.percent_train,
         "draw_only_selected": draw_only_selected,
         "val_curve": val_curve.points,
@@ -177,7 +191,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "dataset": datamodule.fingerprint,
         "code_version": code_version(),
     }
-    _write_results(results, output_dir)
+    _write_results(results, output_dir, trainer)
     log.info("Results written to %s", output_dir / "results.json")
     return results
 
@@ -241,9 +255,17 @@ def _trainer(cfg: DictConfig, output_dir: Path, callbacks: list[pl.Callback]) ->
     every_n_steps = cfg.get("checkpoint", {}).get("every_n_steps")
     if every_n_steps:
         extra.append(StepCheckpoint(output_dir / "checkpoints", every_n_steps))
-    return instantiate(
+    trainer: pl.Trainer = instantiate(
         cfg.trainer, logger=loggers or False, callbacks=callbacks + extra, default_root_dir=str(output_dir)
     )
+    strategy = trainer.strategy
+    if isinstance(strategy, DDPStrategy) and strategy._ddp_kwargs.get("broadcast_buffers", True):
+        raise ValueError(
+            f"trainer.strategy={cfg.trainer.strategy} broadcasts rank 0's module buffers at every step, which "
+            "would overwrite each rank's selection statistics: use trainer=ddp (DDP with broadcast_buffers=false), "
+            "e.g. python run.py trainer=ddp trainer.devices=2."
+        )
+    return trainer
 
 
 def _resume_checkpoint(cfg: DictConfig) -> str | None:
@@ -335,6 +357,16 @@ def _pool_losses(
     return losses
 
 
-def _write_results(results: dict[str, Any], output_dir: Path) -> None:
-    atomic_write_text(json.dumps(results, indent=2) + "\n", output_dir / "results.json")
+def _sum_over_ranks(trainer: pl.Trainer, module: OnlineBatchSelection) -> None:
+    """Under DDP each rank counted only the points it selected: make the counts global on every rank."""
+    if trainer.world_size == 1:
+        return
+    for name in ("selection_counts", "num_selected_corrupted", "num_selected_relevant"):
+        counts = getattr(module, name)
+        counts.copy_(trainer.strategy.reduce(counts.clone(), reduce_op="sum"))
+
+
+def _write_results(results: dict[str, Any], output_dir: Path, trainer: pl.Trainer) -> None:
+    if trainer.is_global_zero:
+        atomic_write_text(json.dumps(results, indent=2) + "\n", output_dir / "results.json")
 

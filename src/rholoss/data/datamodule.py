@@ -157,7 +157,9 @@ class PoolDataModule(pl.LightningDataModule):
         dataset = self.split(name)
         shuffler = None
         if shuffle:
-            shuffler = EpochPermutation(len(dataset), self.shuffle_seed)
+            # Under DDP each rank draws its own share of the split (see EpochPermutation).
+            rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+            shuffler = EpochPermutation(len(dataset), self.shuffle_seed, rank, world_size)
             shuffler.start_after(self._batches_trained(), batch_size, drop_last)
         if self.on_device:
             x, y = self._device_tensors(name)

@@ -23,11 +23,18 @@ class EpochPermutation(Sampler[int]):
     Epoch ``e`` is ``randperm(n)`` from a generator seeded with ``seed + e`` (as DistributedSampler),
     not a generator carried from epoch to epoch: a resumed run reaches any epoch's order from the
     seed and the epoch number alone. Each iteration serves the next epoch.
+
+    Under DDP, rank ``r`` of ``world_size`` takes every ``world_size``-th point of the epoch's
+    permutation from position ``r`` (the tail that does not divide evenly is left out), so the ranks
+    draw disjoint shares of the pool, as DistributedSampler does.
     """
 
-    def __init__(self, n: int, seed: int) -> None:
-        self.n = n
-        self.seed = seed
+    def __init__(self, n: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}.")
+        self.pool_size = n
+        self.n = n // world_size  # points this rank draws per epoch
+        self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0  # the epoch the next iteration serves
         self.skip = 0  # points of that epoch already trained on before a resume
 
@@ -39,8 +46,8 @@ class EpochPermutation(Sampler[int]):
         self.skip = done * batch_size
 
     def permutation(self) -> Tensor:
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        order = order[self.skip :]
+        order = torch.randperm(self.pool_size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        order = order[self.rank : self.n * self.world_size : self.world_size][self.skip :]
         self.epoch, self.skip = self.epoch + 1, 0
         return order
 
@@ -62,7 +69,7 @@ class InMemoryBatches:
         self.batch_size, self.drop_last, self.shuffler = batch_size, drop_last, shuffler
 
     def __len__(self) -> int:
-        n = len(self.y)
+        n = len(self.y) if self.shuffler is None else len(self.shuffler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:

@@ -53,9 +53,10 @@ class ClassifierModule(pl.LightningModule):
         if (self.global_step + 1) % interval and self._interval_steps < interval:
             return
         means = {name: total / self._interval_steps for name, total in self._interval_sums.items()}
+        # sync_dist: under DDP the logged values are means over the ranks (a no-op on one device).
         if "train/loss" in means:  # shown on the progress bar
-            self.log("train/loss", means.pop("train/loss"), prog_bar=True)
-        self.log_dict({**means, **(current or {})})
+            self.log("train/loss", means.pop("train/loss"), prog_bar=True, sync_dist=True)
+        self.log_dict({**means, **(current or {})}, sync_dist=True)
         self._interval_sums, self._interval_steps = {}, 0
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
