@@ -12,9 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from rholoss.data.in_memory import EpochPermutation
 from rholoss.irreducible import IrreducibleLossStore
+from tests.conftest import CONFIG_DIR, compose_config
 from tests.test_cli import QUIET, run
 
 DDP = ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu"]
@@ -62,3 +66,25 @@ def test_a_resumed_rank_continues_its_own_share() -> None:
     resumed.start_after(batches=4, batch_size=2, drop_last=True)  # 3 batches per epoch: epoch 1, batch 1
     assert torch.equal(resumed.permutation(), epochs[1][2:])
     assert torch.equal(resumed.permutation(), epochs[2])
+
+
+def test_the_slurm_example_starts_one_task_per_device_on_every_node() -> None:
+    overrides = ["hydra/launcher=slurm_ddp", "hydra.launcher.partition=gpu", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
+    assert cfg.trainer.strategy.broadcast_buffers is False
+
+
+def test_under_slurm_the_trainer_takes_its_rank_from_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What each task of a 2-node x 2-device SLURM job sees (here: task 3, on node 1)."""
+    slurm = {"SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "2", "SLURM_PROCID": "3", "SLURM_LOCALID": "1",
+             "SLURM_NODEID": "1", "SLURM_JOB_ID": "1234", "SLURM_JOB_NAME": "rholoss", "SLURM_NODELIST": "node[1-2]"}
+    for name, value in slurm.items():
+        monkeypatch.setenv(name, value)
+    cfg = compose_config("train", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.num_nodes=2"])
+    trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+    assert isinstance(trainer.strategy.cluster_environment, SLURMEnvironment)
+    assert (trainer.world_size, trainer.global_rank, trainer.local_rank, trainer.node_rank) == (4, 3, 1, 1)

@@ -58,6 +58,7 @@ def kill_and_resume(root: Path, stage: Any, config: str, *overrides: str) -> tup
     return full, resumed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("on_device", [True, False])
 def test_killed_target_run_resumes_to_the_same_selections_and_weights(
     tmp_path: Path, selected: list[torch.Tensor], on_device: bool
@@ -80,6 +81,7 @@ def test_killed_target_run_resumes_to_the_same_selections_and_weights(
     assert resumed["noisy_selected_fraction"] == full["noisy_selected_fraction"]
 
 
+@pytest.mark.slow
 def test_killed_irreducible_run_resumes_to_the_same_store(tmp_path: Path) -> None:
     full, resumed = kill_and_resume(tmp_path, train_irreducible, "train_irreducible", "batch_size=100", "model.dropout=0.1")
     reference, continued = weights(tmp_path / "full"), weights(tmp_path / "resumed")
@@ -126,3 +128,24 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_a_finite_checkpoint(tmp_p
     last = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=False)
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values() if t.is_floating_point())
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_same_seed_same_splits_noise_selections_and_weights(tmp_path: Path, selected: list[torch.Tensor]) -> None:
+    def run(seed: int, output: str) -> dict:
+        return train(
+            synthetic(
+                tmp_path, "train", "selection=gradnorm_is", "model.dropout=0.1", f"seed={seed}", "trainer.max_steps=6",
+                "datamodule.on_device=false", output=output,
+            )
+        )
+
+    runs = [run(0, "a"), run(0, "b"), run(1, "c")]
+    a, b, c = selected[:6], selected[6:12], selected[12:]
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(torch.cat(a), torch.cat(c))  # another seed is another run
+    assert runs[0]["dataset"] == runs[1]["dataset"] == runs[2]["dataset"]  # splits and noise follow split_seed
+    assert runs[0]["selection_counts"] == runs[1]["selection_counts"]
+    assert runs[0]["test_acc"] == runs[1]["test_acc"]
+    reference, again = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(reference[name], again[name]) for name in reference)
