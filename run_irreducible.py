@@ -6,9 +6,11 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train_irreducible")
 def main(cfg: DictConfig) -> None:
-    from rholoss.pipelines import train_irreducible  # imported here so --help and config errors are instant
+    # Imported here so --help and config errors are instant.
+    from rholoss.pipelines import train_irreducible
+    from rholoss.sweep import run_job
 
-    train_irreducible(cfg)
+    run_job(train_irreducible, cfg)  # in a multirun, a failing job is recorded and the others go on
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ raw-PyTorch loop doing the same math on the same tensors, A/B interleaved.
 
     python benchmarks/throughput.py [--repeats 5] [--steps 300] [--precision bf16]
 
+Also times the Lightning reducible_loss run fed by a DataLoader instead of on-device tensors.
+
 Prints a Markdown table and writes benchmarks/results/throughput.json. Not part of the test suite.
 """
 
@@ -43,7 +45,9 @@ class StepClock(pl.Callback):
 def lightning_steps_per_second(datamodule, il: torch.Tensor, method: str, steps: int, warmup: int, precision: str) -> float:
     torch.manual_seed(0)
     module = OnlineBatchSelection(
-        MLP((1, 28, 28), 10), 10, selection=method, percent_train=0.1, precision=precision
+        MLP((1, 28, 28), 10), 10, selection=method,
+        # uniform draws only the n_b points it trains on (as run.py does), so it keeps all of them
+        percent_train=1.0 if method == "uniform" else 0.1, precision=precision
     )
     module.set_irreducible_losses(il)
     module.prepare_pool(len(il), datamodule.corrupted)
@@ -121,6 +125,11 @@ def main() -> None:
             samples.setdefault(f"raw/{method}", []).append(
                 raw_steps_per_second(x_pool, y_pool, il, method, args.large_batch, args.steps, args.warmup, args.precision)
             )
+        datamodule.on_device = False  # the same module fed by a DataLoader (per-sample __getitem__ + collate)
+        samples.setdefault("lightning/reducible_loss/dataloader", []).append(
+            lightning_steps_per_second(datamodule, il, "reducible_loss", args.steps, args.warmup, args.precision)
+        )
+        datamodule.on_device = True
         samples.setdefault("forward_images_per_second", []).append(
             forward_images_per_second(x_pool, args.large_batch, args.precision)
         )
@@ -134,6 +143,7 @@ def main() -> None:
         "lightning_over_raw": {m: median[f"lightning/{m}"] / median[f"raw/{m}"] for m in ("uniform", "reducible_loss")},
         "reducible_step_over_uniform_step": rho_ms / uniform_ms,
         "extra_ms_over_forward_ms": (rho_ms - uniform_ms) / forward_ms,
+        "on_device_over_dataloader": median["lightning/reducible_loss"] / median["lightning/reducible_loss/dataloader"],
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(summary, indent=2) + "\n")
@@ -149,6 +159,8 @@ def main() -> None:
           f"({rho_ms:.2f} ms vs {uniform_ms:.2f} ms)")
     print(f"extra time of a reducible_loss step / bare inference forward over n_B: "
           f"{summary['extra_ms_over_forward_ms']:.2f} ({rho_ms - uniform_ms:.2f} ms vs {forward_ms:.2f} ms)")
+    print(f"reducible_loss on-device data / DataLoader: {summary['on_device_over_dataloader']:.2f} "
+          f"({median['lightning/reducible_loss']:.1f} vs {median['lightning/reducible_loss/dataloader']:.1f} steps/s)")
 
 
 if __name__ == "__main__":

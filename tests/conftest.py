@@ -15,9 +15,9 @@ CONFIG_DIR = ROOT / "configs"
 QUIET = ["trainer.enable_progress_bar=false", "callbacks=none", "logger=csv", "trainer.accelerator=cpu"]
 
 
-def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+def compose_config(config_name: str, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name, overrides=overrides)
+        return compose(config_name, overrides=overrides, return_hydra_config=return_hydra_config)
 
 
 @pytest.fixture

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
+from rholoss.pipelines import build_model
 from rholoss.selection import list_selections
 from tests.conftest import CONFIG_DIR, compose_config
 
@@ -51,7 +53,7 @@ def test_documented_overrides_just_work() -> None:
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_config_instantiates(model: str) -> None:
     cfg = compose_config("train", [*BASE, f"model={model}"])
-    assert sum(p.numel() for p in instantiate(cfg.model, input_shape=(3, 32, 32), num_classes=10).parameters()) > 0
+    assert sum(p.numel() for p in build_model(cfg.model, (3, 32, 32), 10).parameters()) > 0
 
 
 @pytest.mark.parametrize(
@@ -72,3 +74,17 @@ def test_loggers_instantiate(tmp_path: Path) -> None:
     cfg = compose_config("train", [f"paths.output_dir={tmp_path}", "logger=wandb"])
     assert set(cfg.logger) == {"csv", "wandb"}
     assert cfg.logger.wandb.mode in {"offline", "disabled", "online"}
+
+
+@pytest.mark.slow
+def test_model_compile_compiles_in_place_and_keeps_state_dict_keys() -> None:
+    plain_cfg = compose_config("train", [*BASE, "model=mlp", "model.hidden_sizes=[16]"])
+    compiled_cfg = compose_config("train", [*BASE, "model=mlp", "model.hidden_sizes=[16]", "model.compile=true"])
+    torch.manual_seed(0)
+    plain = build_model(plain_cfg.model, (1, 4, 4), 3)
+    torch.manual_seed(0)
+    compiled = build_model(compiled_cfg.model, (1, 4, 4), 3)
+    assert compiled._compiled_call_impl is not None and plain._compiled_call_impl is None
+    assert compiled.state_dict().keys() == plain.state_dict().keys()
+    x = torch.randn(5, 1, 4, 4)
+    assert torch.allclose(compiled(x), plain(x), atol=1e-5)

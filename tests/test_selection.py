@@ -31,7 +31,7 @@ def random_batch(seed: int = 0, device: str = "cpu") -> SelectionInput:
 def test_builtin_functions_are_registered() -> None:
     assert {
         "uniform", "reducible_loss", "loss", "irreducible_loss", "gradnorm", "gradnorm_is", "entropy", "bald",
-        "reducible_loss_sampled",
+        "reducible_loss_sampled", "svp", "loss_stale",
     } <= set(ALL)
 
 

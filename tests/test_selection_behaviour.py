@@ -333,10 +333,13 @@ def test_relevant_fraction_is_counted_exactly_and_none_without_masks() -> None:
 def test_top_score_share_known_values() -> None:
     assert float(top_score_share(torch.ones(10), 0.2)) == pytest.approx(0.2, abs=1e-7)
     assert float(top_score_share(torch.full((10,), -3.5), 0.2)) == pytest.approx(0.2, abs=1e-7)
+    assert float(top_score_share(torch.zeros(10), 0.2)) == pytest.approx(0.2, abs=1e-7)
     assert float(top_score_share(torch.tensor([0.0] * 9 + [5.0]), 0.2)) == pytest.approx(1.0)
-    ramp = torch.arange(10).float()  # shifted 0..9: top 2 hold (9 + 8) / 45
+    ramp = torch.arange(10).float()  # 0..9: top 2 hold (9 + 8) / 45
     assert float(top_score_share(ramp, 0.2)) == pytest.approx(17 / 45)
-    assert float(top_score_share(ramp + 100.0, 0.2)) == pytest.approx(17 / 45)
+    # Non-negative scores are not shifted (the paper's ratio of raw sums)...
+    assert float(top_score_share(ramp + 100.0, 0.2)) == pytest.approx(217 / 1045)
+    # ...negative ones are, so the minimum becomes 0: -9..0 -> 0..9.
     assert float(top_score_share(-ramp, 0.2)) == pytest.approx(17 / 45)
     # n=4: top round(0.8) = 1 point; shifted [0, 2, 3, 5] -> 5 / 10.
     assert float(top_score_share(torch.tensor([-3.0, -1.0, 0.0, 2.0]), 0.2)) == pytest.approx(0.5)

@@ -30,7 +30,7 @@ from rholoss.atomic import atomic_write_text
 from rholoss.callbacks import CheckpointError, StepCheckpoint, ValCurve, resolve_resume
 from rholoss.data import PoolDataModule
 from rholoss.irreducible import IrreducibleLossStore, StoreError, find_store, store_path
-from rholoss.modules import ClassifierModule, OnlineBatchSelection
+from rholoss.modules import ClassifierModule, EntropyProxy, OnlineBatchSelection, max_entropy_coreset
 from rholoss.selection import get_selection, selection_size
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,10 @@ warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).
 warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
 
 # Keys of the selection config read by the module itself; the rest go to the selection function.
-_SHARED_SELECTION_KEYS = {"name", "percent_train", "precision", "model_mode", "mc_samples", "draw_only_selected"}
+_SHARED_SELECTION_KEYS = {
+    "name", "percent_train", "precision", "model_mode", "mc_samples", "draw_only_selected", "stale_every",
+    "coreset_fraction", "proxy_steps",
+}
 # Overrides that change which pool a run sees, and so which IL store it needs.
 _DATA_OVERRIDE_ROOTS = ("experiment", "datamodule", "paths")
 # Settings a resumed run must share with the run it continues (the step budget may change).
@@ -128,6 +131,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # steps as drawing n_B and keeping n_b, without loading the 90% it would throw away.
     datamodule = _datamodule(cfg, train_split="pool", batch_size=batch_size if draw_only_selected else large_batch_size)
     store, store_file = _irreducible_store(cfg, datamodule) if method.needs_irreducible else (None, None)
+    coreset = _svp_coreset(cfg, datamodule) if method.needs_coreset else None
 
     module = OnlineBatchSelection(
         _model(cfg, datamodule),
@@ -138,6 +142,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         precision=str(cfg.selection.precision),
         model_mode=cfg.selection.model_mode,
         mc_samples=cfg.selection.get("mc_samples", 10),
+        stale_every=cfg.selection.get("stale_every"),
+        augment=datamodule.train_augmentation(),
         options={k: v for k, v in cfg.selection.items() if k not in _SHARED_SELECTION_KEYS},
     )
     if store is not None:
@@ -178,6 +184,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "global_batch_size": world_size * batch_size,
         "percent_train": cfg.selection.percent_train,
         "draw_only_selected": draw_only_selected,
+        "stale_every": module.stale_every,
+        "coreset": coreset,
         "val_curve": val_curve.points,
         "best_val_acc": val_curve.best,
         "test_acc": test_acc,
@@ -194,6 +202,34 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     _write_results(results, output_dir, trainer)
     log.info("Results written to %s", output_dir / "results.json")
     return results
+
+
+def _svp_coreset(cfg: DictConfig, datamodule: PoolDataModule) -> dict[str, Any]:
+    """Selection-via-Proxy's offline stage: train a proxy (the target's architecture) on the pool for
+    ``selection.proxy_steps`` steps, keep the ``coreset_fraction`` of pool points with the highest
+    predictive entropy, and restrict target training to them. Returns what the results record."""
+    fraction, steps = float(cfg.selection.coreset_fraction), int(cfg.selection.proxy_steps)
+    if steps < 1:
+        raise ValueError(f"selection.proxy_steps must be positive, got {steps}.")
+    started = time.perf_counter()
+    proxy = EntropyProxy(_model(cfg, datamodule), datamodule.num_classes, instantiate(cfg.optimizer))
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.accelerator, devices=1, max_steps=steps, limit_val_batches=0, num_sanity_val_steps=0,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )
+    trainer.fit(proxy, datamodule=datamodule)
+    entropies = torch.empty(len(datamodule.split("pool")))
+    for index, values in trainer.predict(proxy, dataloaders=datamodule.pool_dataloader()):
+        entropies[index.cpu()] = values.float().cpu()
+    positions = max_entropy_coreset(entropies, fraction)
+    datamodule.restrict_pool(positions)
+    log.info("SVP core-set: %d of %d pool points (proxy trained %d steps)", len(positions), len(entropies), steps)
+    return {
+        "size": len(positions),
+        "fraction": fraction,
+        "proxy_steps": steps,
+        "proxy_seconds": round(time.perf_counter() - started, 3),
+    }
 
 
 def irreducible_command() -> str:
@@ -245,8 +281,19 @@ def _datamodule(cfg: DictConfig, train_split: str, **overrides: Any) -> PoolData
     return datamodule
 
 
+def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
+    """The model a ``model`` config describes; ``compile: true`` compiles it in place, so state-dict
+    keys (checkpoints, stores) stay those of the plain model."""
+    settings = OmegaConf.to_container(model_cfg, resolve=True)
+    compile_model = bool(settings.pop("compile", False))
+    model = instantiate(settings, input_shape=input_shape, num_classes=num_classes)
+    if compile_model:
+        model.compile()
+    return model
+
+
 def _model(cfg: DictConfig, datamodule: PoolDataModule) -> torch.nn.Module:
-    return instantiate(cfg.model, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+    return build_model(cfg.model, datamodule.input_shape, datamodule.num_classes)
 
 
 def _trainer(cfg: DictConfig, output_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:

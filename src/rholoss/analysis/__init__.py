@@ -1,5 +1,20 @@
-"""Reading runs and turning them into tables: steps to a target accuracy, per method."""
+"""Reading runs and sweeps and turning them into the paper's tables and figures: steps (and
+seconds) to target accuracies per method, the speedup over uniform, the share of noisy points
+selected. Also a command line: ``python -m rholoss.analysis <run or sweep folder>``."""
 
-from rholoss.analysis.tables import load_results, method_table, steps_to_accuracy
+from rholoss.analysis.report import analyze, log_to_wandb
+from rholoss.analysis.summary import mean_curve, speedup_markdown, summarize, targets_markdown
+from rholoss.analysis.tables import load_results, method_table, read_logged, steps_to_accuracy
 
-__all__ = ["load_results", "method_table", "steps_to_accuracy"]
+__all__ = [
+    "analyze",
+    "load_results",
+    "log_to_wandb",
+    "mean_curve",
+    "method_table",
+    "read_logged",
+    "speedup_markdown",
+    "steps_to_accuracy",
+    "summarize",
+    "targets_markdown",
+]

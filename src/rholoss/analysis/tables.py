@@ -1,5 +1,8 @@
+"""Reading runs: their results.json records, validation curves and CSV logs."""
+
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -7,11 +10,12 @@ from typing import Any
 
 
 def load_results(folder: Path) -> list[dict[str, Any]]:
-    """Every target run's ``results.json`` under ``folder`` (IL runs are skipped), with its path."""
+    """Every finished target run's ``results.json`` under ``folder`` (IL runs and failed jobs are
+    skipped), with its path."""
     runs = []
     for path in sorted(Path(folder).rglob("results.json")):
         result = json.loads(path.read_text())
-        if result.get("stage") == "target":
+        if result.get("stage") == "target":  # failure records (rholoss.sweep) have no stage
             runs.append({**result, "path": str(path.parent)})
     return runs
 
@@ -45,3 +49,14 @@ def method_table(runs: Sequence[dict[str, Any]]) -> str:
             f"{_fmt(run['noisy_selected_fraction'], '{:.3f}')} |"
         )
     return "\n".join(lines)
+
+
+def read_logged(run_dir: Path, name: str) -> list[tuple[int, float]]:
+    """``(step, value)`` rows of one logged metric from a run's CSV log (``csv/metrics.csv``), in
+    step order; empty when the run has no CSV log or never logged ``name``."""
+    path = Path(run_dir) / "csv" / "metrics.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as file:
+        rows = [(int(row["step"]), float(row[name])) for row in csv.DictReader(file) if row.get(name)]
+    return sorted(rows)

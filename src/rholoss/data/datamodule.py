@@ -14,8 +14,9 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from rholoss.data.augment import BatchAugment
 from rholoss.data.fingerprint import pool_fingerprint
 from rholoss.data.in_memory import EpochPermutation, InMemoryBatches, in_memory_tensors
 from rholoss.data.indexed import IndexedDataset, subset_labels
@@ -48,6 +49,8 @@ class PoolDataModule(pl.LightningDataModule):
     (the paper's relevance experiment): the IL model then learns which points matter.
     ``on_device`` serves in-memory datasets as tensors on the training device (:class:`InMemoryBatches`)
     instead of through a DataLoader; both give the same batches for the same seed.
+    ``augment`` asks the target model to crop (``crop_padding``) and flip each large batch on the
+    device (:meth:`train_augmentation`); the IL stage and all evaluation see un-augmented inputs.
     """
 
     name: str = "dataset"
@@ -67,6 +70,8 @@ class PoolDataModule(pl.LightningDataModule):
         train_subset: int | None = None,
         relevant_classes: list[int] | None = None,
         on_device: bool = False,
+        augment: bool = False,
+        crop_padding: int = 4,
     ) -> None:
         super().__init__()
         if train_split not in ("pool", "holdout"):
@@ -85,6 +90,9 @@ class PoolDataModule(pl.LightningDataModule):
         self.relevant_classes = sorted(relevant_classes) if relevant_classes is not None else None
         self.relevant: Tensor | None = None  # per pool point: is its (given) class relevant
         self.on_device = on_device
+        self.augment = augment
+        self.crop_padding = crop_padding
+        self.pool_positions: Tensor | None = None  # restrict_pool: the pool points target training draws
         self._on_device: dict[str, tuple[Tensor, Tensor]] = {}
         self._datasets: dict[str, IndexedDataset] = {}
 
@@ -153,19 +161,53 @@ class PoolDataModule(pl.LightningDataModule):
     def has_label_noise(self) -> bool:
         return self.label_noise > 0
 
-    def _loader(self, name: str, batch_size: int, shuffle: bool, drop_last: bool = False) -> Iterable:
+    def train_augmentation(self) -> BatchAugment | None:
+        """The batched augmentation for target training, or None when ``augment`` is off."""
+        if not self.augment:
+            return None
+        if len(self.input_shape) != 3:
+            raise ValueError(
+                f"datamodule.augment=true crops and flips images, but {self.name} inputs have shape "
+                f"{tuple(self.input_shape)}: set datamodule.augment=false."
+            )
+        return BatchAugment(self.crop_padding)
+
+    def restrict_pool(self, positions: Tensor) -> None:
+        """Serve only these pool points for target training (a core-set chosen before training).
+
+        Indices stay pool positions, so the IL store, the noise mask and the selection statistics
+        keep applying; the pool loader for scoring still covers the whole pool.
+        """
+        pool_size = len(self.split("pool"))
+        positions = torch.as_tensor(positions, dtype=torch.long)
+        if positions.ndim != 1 or len(positions) == 0:
+            raise ValueError("restrict_pool needs a non-empty 1-d tensor of pool positions.")
+        if int(positions.min()) < 0 or int(positions.max()) >= pool_size:
+            raise ValueError(f"restrict_pool: positions must lie in [0, {pool_size}), the pool's size.")
+        if len(positions) < self.batch_size:
+            raise ValueError(
+                f"The restricted pool has {len(positions)} points, fewer than one batch of {self.batch_size}: "
+                "keep more points or lower the batch size."
+            )
+        self.pool_positions = positions
+
+    def _loader(
+        self, name: str, batch_size: int, shuffle: bool, drop_last: bool = False, positions: Tensor | None = None
+    ) -> Iterable:
+        """Batches of split ``name``, or only of its points ``positions`` (their indices unchanged)."""
         dataset = self.split(name)
+        size = len(dataset) if positions is None else len(positions)
         shuffler = None
         if shuffle:
             # Under DDP each rank draws its own share of the split (see EpochPermutation).
             rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-            shuffler = EpochPermutation(len(dataset), self.shuffle_seed, rank, world_size)
+            shuffler = EpochPermutation(size, self.shuffle_seed, rank, world_size)
             shuffler.start_after(self._batches_trained(), batch_size, drop_last)
         if self.on_device:
             x, y = self._device_tensors(name)
-            return InMemoryBatches(x, y, batch_size, drop_last, shuffler)
+            return InMemoryBatches(x, y, batch_size, drop_last, shuffler, positions)
         return DataLoader(
-            dataset,
+            dataset if positions is None else Subset(dataset, positions.tolist()),
             batch_size=batch_size,
             sampler=shuffler,
             drop_last=drop_last,
@@ -192,7 +234,9 @@ class PoolDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> Iterable:
         # Large batches for the target keep a constant size n_B, so every step selects the same n_b.
-        return self._loader(self.train_split, self.batch_size, shuffle=True, drop_last=self.train_split == "pool")
+        pool = self.train_split == "pool"
+        positions = self.pool_positions if pool else None
+        return self._loader(self.train_split, self.batch_size, shuffle=True, drop_last=pool, positions=positions)
 
     def val_dataloader(self) -> Iterable:
         return self._loader("val", self.eval_batch_size, shuffle=False)

@@ -60,23 +60,36 @@ class EpochPermutation(Sampler[int]):
 
 class InMemoryBatches:
     """Iterable of ``(index, x, y)`` batches over tensors on one device, in the order of ``shuffler``
-    (None: index order). Only the permutation (n int64 values) is copied to the device each epoch."""
+    (None: index order). Only the permutation (n int64 values) is copied to the device each epoch.
+    ``positions`` serves only those rows (a restricted pool), their indices unchanged."""
 
     def __init__(
-        self, x: Tensor, y: Tensor, batch_size: int, drop_last: bool, shuffler: EpochPermutation | None = None
+        self,
+        x: Tensor,
+        y: Tensor,
+        batch_size: int,
+        drop_last: bool,
+        shuffler: EpochPermutation | None = None,
+        positions: Tensor | None = None,
     ) -> None:
         self.x, self.y = x, y
         self.batch_size, self.drop_last, self.shuffler = batch_size, drop_last, shuffler
+        self.positions = None if positions is None else positions.to(y.device)
+
+    def _size(self) -> int:
+        return len(self.y) if self.positions is None else len(self.positions)
 
     def __len__(self) -> int:
-        n = len(self.y) if self.shuffler is None else len(self.shuffler)
+        n = self._size() if self.shuffler is None else len(self.shuffler)  # a DDP rank's share
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         if self.shuffler is not None:
             order = self.shuffler.permutation().to(self.y.device, non_blocking=True)
         else:
-            order = torch.arange(len(self.y), device=self.y.device)
+            order = torch.arange(self._size(), device=self.y.device)
+        if self.positions is not None:
+            order = self.positions[order]
         # A resumed epoch's order is shorter: it holds only the points not yet trained on.
         end = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
         for start in range(0, end, self.batch_size):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.utils.data import TensorDataset
 
@@ -10,7 +12,9 @@ from rholoss.data.datamodule import PoolDataModule, Sources
 
 class SyntheticDataModule(PoolDataModule):
     """``num_classes`` Gaussian blobs in ``num_features`` dimensions; ``class_sep`` sets how far
-    apart their means are (larger is easier). Generated from ``data_seed``, so it is reproducible."""
+    apart their means are (larger is easier). Generated from ``data_seed``, so it is reproducible.
+    ``image_shape`` (e.g. ``[3, 32, 32]``) serves each point as an image of that shape instead, for
+    exercising image models, augmentation and image-size throughput without a dataset on disk."""
 
     name = "synthetic"
 
@@ -22,24 +26,26 @@ class SyntheticDataModule(PoolDataModule):
         num_classes: int = 4,
         class_sep: float = 1.0,
         data_seed: int = 0,
+        image_shape: list[int] | None = None,
         **kwargs,
     ) -> None:
         kwargs.setdefault("val_size", num_train // 10)
         super().__init__(**kwargs)
         self.num_train, self.num_test = num_train, num_test
         self.num_classes = num_classes
-        self.input_shape = (num_features,)
+        self.input_shape = tuple(image_shape) if image_shape else (num_features,)
         self.class_sep = class_sep
         self.data_seed = data_seed
 
     def load_sources(self) -> Sources:
         generator = torch.Generator().manual_seed(self.data_seed)
-        means = torch.randn(self.num_classes, self.input_shape[0], generator=generator) * self.class_sep
+        features = math.prod(self.input_shape)
+        means = torch.randn(self.num_classes, features, generator=generator) * self.class_sep
 
         def sample(n: int) -> tuple[torch.Tensor, torch.Tensor]:
             y = torch.randint(0, self.num_classes, (n,), generator=generator)
-            x = means[y] + torch.randn(n, self.input_shape[0], generator=generator)
-            return x, y
+            x = means[y] + torch.randn(n, features, generator=generator)
+            return x.view(n, *self.input_shape), y
 
         (x_train, y_train), (x_test, y_test) = sample(self.num_train), sample(self.num_test)
         return Sources(TensorDataset(x_train, y_train), y_train, TensorDataset(x_test, y_test), y_test)

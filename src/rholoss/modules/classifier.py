@@ -22,7 +22,7 @@ class ClassifierModule(pl.LightningModule):
 
     def __init__(self, model: nn.Module, num_classes: int, optimizer: OptimizerFactory | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model", "optimizer"])
+        self.save_hyperparameters(ignore=["model", "optimizer", "augment"])
         self.model = model
         self.optimizer_factory = optimizer or torch.optim.AdamW
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")

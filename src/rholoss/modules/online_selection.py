@@ -7,6 +7,7 @@ takes one optimizer step on them. Uniform runs through the same code, so steps c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any, Literal
 
@@ -16,7 +17,14 @@ from torch import Tensor, nn
 from torch.nn.modules.dropout import _DropoutNd
 
 from rholoss.modules.classifier import Batch, ClassifierModule, OptimizerFactory
-from rholoss.selection import Selection, SelectionInput, check_percent_train, get_selection, selection_size
+from rholoss.selection import (
+    Selection,
+    SelectionInput,
+    SelectionMethod,
+    check_percent_train,
+    get_selection,
+    selection_size,
+)
 
 Precision = Literal["32", "bf16", "16"]
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
@@ -33,6 +41,14 @@ class OnlineBatchSelection(ClassifierModule):
         model_mode: mode of the model during the selection pass: "train" (as the paper's code; BatchNorm
             uses batch statistics) or "eval" (running statistics, no dropout).
         mc_samples: forward passes with dropout active, for methods that need MC samples (bald).
+        stale_every: score from a per-point cache of logits instead of a forward pass per large batch
+            (None: the method's default, which is per-batch scoring for all but loss_stale).
+            The cache is refreshed by one pass over the whole pool every ``stale_every`` steps, and the
+            points trained on update their entries from the training forward pass for free
+            (Loshchilov & Hutter's loss reuse), so no score is older than ``stale_every`` steps.
+            Cheaper than per-step scoring when ``stale_every`` exceeds an epoch (pool / n_B steps).
+        augment: batched augmentation applied to each large batch before it is scored, as the paper's
+            data loaders augment every point they serve (the IL store holds un-augmented losses).
         options: the selection function's own keyword arguments (e.g. ``temperature``).
     """
 
@@ -46,6 +62,8 @@ class OnlineBatchSelection(ClassifierModule):
         precision: Precision = "32",
         model_mode: Literal["train", "eval"] = "train",
         mc_samples: int = 10,
+        stale_every: int | None = None,
+        augment: Callable[[Tensor], Tensor] | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(model, num_classes, optimizer)
@@ -63,10 +81,14 @@ class OnlineBatchSelection(ClassifierModule):
                 )
             if mc_samples < 2:
                 raise ValueError(f"selection.mc_samples must be at least 2, got {mc_samples}.")
+        stale_every = self.method.default_stale_every if stale_every is None else stale_every
+        _check_stale_every(self.method, stale_every)
         self.percent_train = percent_train
         self.precision = str(precision)
         self.model_mode = model_mode
         self.mc_samples = mc_samples
+        self.stale_every = stale_every
+        self.augment = augment
         self.options = dict(options or {})
         # Not saved in checkpoints: they are reloaded from the IL store and the datamodule.
         self.register_buffer("irreducible_losses", torch.empty(0), persistent=False)
@@ -76,6 +98,8 @@ class OnlineBatchSelection(ClassifierModule):
         self.register_buffer("num_selected_corrupted", torch.zeros((), dtype=torch.long))
         self.register_buffer("relevant", torch.empty(0, dtype=torch.bool), persistent=False)
         self.register_buffer("num_selected_relevant", torch.zeros((), dtype=torch.long))
+        # Per pool point: the logits last computed for it (stale_every only); sized by prepare_pool.
+        self.register_buffer("cached_logits", torch.empty(0))
 
     def set_irreducible_losses(self, losses: Tensor) -> None:
         self.irreducible_losses = losses.to(self.irreducible_losses.device, torch.float32)
@@ -88,6 +112,8 @@ class OnlineBatchSelection(ClassifierModule):
         empty = torch.empty(0, dtype=torch.bool, device=device)
         self.corrupted = empty if corrupted is None else corrupted.to(device, torch.bool)
         self.relevant = empty if relevant is None else relevant.to(device, torch.bool)
+        if self.stale_every is not None:
+            self.cached_logits = torch.zeros(pool_size, self.hparams.num_classes, device=device)
 
     @property
     def noisy_selected_fraction(self) -> float | None:
@@ -138,6 +164,13 @@ class OnlineBatchSelection(ClassifierModule):
         self.model.train(was_training)
         return logits.view(self.mc_samples, -1, logits.shape[-1])
 
+    def refresh_score_cache(self) -> None:
+        """Logits of every pool point under the current model, from one pass over the pool."""
+        for index, x, _ in self.trainer.datamodule.pool_dataloader():
+            index = index.to(self.device)
+            logits = self._selection_forward(_map_inputs(x, lambda t: t.to(self.device, non_blocking=True)))
+            self.cached_logits[index] = logits.float()
+
     def score_batch(self, index: Tensor, x: Any, y: Tensor) -> SelectionInput:
         """What the selection function needs, and nothing more."""
         method = self.method
@@ -145,19 +178,32 @@ class OnlineBatchSelection(ClassifierModule):
             raise RuntimeError(
                 f"Selection {method.name!r} needs irreducible losses; call set_irreducible_losses first."
             )
+        if not method.needs_logits:
+            logits = None
+        elif self.stale_every is not None:
+            logits = self.cached_logits[index]
+        else:
+            logits = self._selection_forward(x)
         return SelectionInput(
             targets=y,
-            logits=self._selection_forward(x) if method.needs_logits else None,
+            logits=logits,
             irreducible_loss=self.irreducible_losses[index] if method.needs_irreducible else None,
             mc_logits=self._mc_dropout_forward(x) if method.needs_mc_samples else None,
         )
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         index, x, y = batch
+        if self.augment is not None:
+            x = self.augment(x)
+        if self.stale_every is not None and self.global_step % self.stale_every == 0:
+            self.refresh_score_cache()
         scored = self.score_batch(index, x, y)
         chosen = self.method.select(scored, selection_size(len(y), self.percent_train), **self.options)
         positions = chosen.positions
-        losses = F.cross_entropy(self(_map_inputs(x, lambda t: t[positions])), y[positions], reduction="none")
+        logits = self(_map_inputs(x, lambda t: t[positions]))
+        if self.stale_every is not None:  # the points trained on get fresh scores for free
+            self.cached_logits[index[positions]] = logits.detach().float()
+        losses = F.cross_entropy(logits, y[positions], reduction="none")
         # Importance weights (when a method returns them) keep the gradient estimate unbiased.
         loss = losses.mean() if chosen.weights is None else (losses * chosen.weights).mean()
         self._log_selection_statistics(index, chosen, scored, loss)
@@ -195,17 +241,31 @@ class OnlineBatchSelection(ClassifierModule):
         self.log_interval_means(step_means, running)
 
 
-def top_score_share(scores: Tensor, top_fraction: float) -> Tensor:
-    """Share of a large batch's total score held by its ``top_fraction`` highest-scoring points.
+def _check_stale_every(method: SelectionMethod, stale_every: int | None) -> None:
+    if stale_every is None:
+        return
+    if not method.needs_logits or method.needs_mc_samples:
+        raise ValueError(
+            f"selection.stale_every applies to methods scored from one forward pass per point, not to "
+            f"{method.name!r}: remove it."
+        )
+    if stale_every < 1:
+        raise ValueError(f"selection.stale_every must be a positive number of steps, got {stale_every}.")
 
-    Scores are shifted to start at 0 first, so methods whose scores can be negative (reducible loss)
-    are measured on the same footing: 0.2 means no concentration, 1.0 all of it in the top points.
+
+def top_score_share(scores: Tensor, top_fraction: float) -> Tensor:
+    """Share of a large batch's total score held by its ``top_fraction`` highest-scoring points
+    (the paper's Fig. 1, left): 0.2 for the top 20% means no concentration, 1.0 all of it there.
+
+    Non-negative scores (loss, gradient norm, entropy) are used as they are, as in the paper; scores
+    that go negative (reducible loss) are shifted so that their minimum is 0, or the ratio of sums
+    would be meaningless.
     """
-    shifted = scores.float() - scores.min()
+    shifted = scores.float() - scores.min().clamp_max(0)
     k = max(1, int(round(top_fraction * len(scores))))
     top = torch.topk(shifted, k).values.sum()
     total = shifted.sum()
-    # Equal scores (total 0) are no concentration at all: the top points hold their share k / n.
+    # All-zero scores (total 0) are no concentration at all: the top points hold their share k / n.
     return torch.where(total > 0, top / total.clamp_min(1e-12), torch.full_like(total, k / len(scores)))
 
 

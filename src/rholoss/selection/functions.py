@@ -26,7 +26,19 @@ def loss(batch: SelectionInput) -> Tensor:
     return batch.loss
 
 
-@register_score("irreducible_loss", needs_irreducible=True)
+@register_score("loss_stale", default_stale_every=200)
+def loss_stale(batch: SelectionInput) -> Tensor:
+    """Highest training loss as last seen: scores up to ``stale_every`` steps old (Loshchilov & Hutter's loss reuse)."""
+    return batch.loss
+
+
+@register("svp", needs_logits=False, needs_coreset=True)
+def svp(batch: SelectionInput, k: int) -> Selection:
+    """Selection-via-Proxy: uniform draws from a core-set of max proxy entropy, chosen once before training."""
+    return uniform(batch, k)
+
+
+@register_score("irreducible_loss", needs_logits=False, needs_irreducible=True)
 def irreducible_loss(batch: SelectionInput) -> Tensor:
     """Lowest irreducible loss: points the holdout model finds easy ("easy first")."""
     return -batch.irreducible_loss

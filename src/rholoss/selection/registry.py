@@ -56,7 +56,13 @@ ScoreFn = Callable[..., Tensor]  # (batch, **options) -> Tensor[n_B]
 @dataclass(frozen=True)
 class SelectionMethod:
     """A registered function and what it needs: the module computes only that (no forward pass for
-    ``uniform``, MC-dropout passes only for methods with ``mc_samples``)."""
+    ``uniform``, MC-dropout passes only for methods with ``mc_samples``).
+
+    ``needs_coreset``: training draws from a core-set chosen once before training (svp), so the
+    pipeline builds it and restricts the pool first. ``default_stale_every``: the method scores from
+    a per-point cache re-filled every that many steps instead of a forward pass per large batch,
+    unless ``selection.stale_every`` says otherwise (which any logit-scored method may set).
+    """
 
     name: str
     select: SelectFn
@@ -65,6 +71,8 @@ class SelectionMethod:
     with_replacement: bool
     needs_mc_samples: bool
     description: str
+    needs_coreset: bool = False
+    default_stale_every: int | None = None
 
 
 class UnknownSelectionError(KeyError):
@@ -82,6 +90,8 @@ def register(
     needs_irreducible: bool = False,
     with_replacement: bool = False,
     needs_mc_samples: bool = False,
+    needs_coreset: bool = False,
+    default_stale_every: int | None = None,
 ) -> Callable[[SelectFn], SelectFn]:
     """Register ``fn(batch, k, **options) -> Selection`` under ``name``; ``options`` are the
     function's own keys from the ``selection`` config (e.g. ``temperature``)."""
@@ -91,7 +101,15 @@ def register(
             raise ValueError(f"A selection function named {name!r} is already registered.")
         doc = (fn.__doc__ or "").strip().splitlines()
         _REGISTRY[name] = SelectionMethod(
-            name, fn, needs_logits, needs_irreducible, with_replacement, needs_mc_samples, doc[0] if doc else ""
+            name,
+            fn,
+            needs_logits,
+            needs_irreducible,
+            with_replacement,
+            needs_mc_samples,
+            doc[0] if doc else "",
+            needs_coreset=needs_coreset,
+            default_stale_every=default_stale_every,
         )
         return fn
 
@@ -99,7 +117,12 @@ def register(
 
 
 def register_score(
-    name: str, *, needs_irreducible: bool = False, needs_mc_samples: bool = False
+    name: str,
+    *,
+    needs_logits: bool = True,
+    needs_irreducible: bool = False,
+    needs_mc_samples: bool = False,
+    default_stale_every: int | None = None,
 ) -> Callable[[ScoreFn], ScoreFn]:
     """Register ``score(batch, **options) -> Tensor[n_B]``: the method keeps the ``k`` highest scores."""
 
@@ -109,7 +132,13 @@ def register_score(
             return Selection(torch.topk(scores, k, sorted=False).indices, scores=scores)
 
         select_top.__doc__ = score.__doc__
-        register(name, needs_irreducible=needs_irreducible, needs_mc_samples=needs_mc_samples)(select_top)
+        register(
+            name,
+            needs_logits=needs_logits,
+            needs_irreducible=needs_irreducible,
+            needs_mc_samples=needs_mc_samples,
+            default_stale_every=default_stale_every,
+        )(select_top)
         return score
 
     return decorator

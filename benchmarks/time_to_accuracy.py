@@ -1,0 +1,116 @@
+"""Wall-clock and steps for uniform and reducible_loss to reach the uniform run's final validation
+accuracy, per seed, through the real pipeline (the same code run.py runs).
+
+    python benchmarks/time_to_accuracy.py [--experiment fmnist_noisy_mlp] [--seeds 0 1 2] [overrides ...]
+
+The IL stage runs once first and is reported separately: one store serves every target run. Target
+runs alternate uniform / reducible_loss per seed, so drifts in machine load hit both alike. Seconds
+are those of the run's validation curve (training time since fit started, validation passes
+included). Prints a Markdown table and writes benchmarks/results/time_to_accuracy.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import warnings
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from rholoss.pipelines import train, train_irreducible
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+QUIET = ["trainer.enable_progress_bar=false", "callbacks=none"]
+METHODS = ("uniform", "reducible_loss")
+
+
+def config(name: str, root: Path, output: str, overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(name, overrides=[*QUIET, f"paths.root_dir={root}", f"paths.output_dir={root / output}", *overrides])
+
+
+def first_reaching(curve: list[list[float]], target: float) -> tuple[int, float] | None:
+    """(step, seconds) of the first validation point at or above ``target``; None if never."""
+    return next(((int(step), seconds) for step, acc, seconds in curve if acc >= target), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", default="fmnist_noisy_mlp")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--root", type=Path, default=Path(__file__).parent / "results" / "time_to_accuracy")
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "time_to_accuracy.json")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for both stages, e.g. trainer.max_steps=500")
+    args = parser.parse_args()
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)  # keep the table readable
+    warnings.filterwarnings("ignore")
+    common = [f"experiment={args.experiment}", *args.overrides]
+
+    il = train_irreducible(config("train_irreducible", args.root, "il", common))
+    runs: dict[int, dict[str, dict[str, Any]]] = {}
+    for seed in args.seeds:
+        runs[seed] = {
+            method: train(config("train", args.root, f"{method}-{seed}", [*common, f"selection={method}", f"seed={seed}"]))
+            for method in METHODS
+        }
+
+    rows = []
+    for seed, by_method in runs.items():
+        target = by_method["uniform"]["val_curve"][-1][1]
+        for method, result in by_method.items():
+            reached = first_reaching(result["val_curve"], target)
+            rows.append({
+                "seed": seed,
+                "method": method,
+                "target": target,
+                "steps_to_target": reached[0] if reached else None,
+                "seconds_to_target": round(reached[1], 2) if reached else None,
+                "best_val_acc": result["best_val_acc"],
+                "test_acc": result["test_acc"],
+                "wall_seconds": result["wall_seconds"],
+                "steps": result["steps"],
+            })
+    faster = {
+        seed: _seconds(rows, seed, "reducible_loss") < _seconds(rows, seed, "uniform") for seed in args.seeds
+    }
+    summary = {
+        "experiment": args.experiment,
+        "overrides": args.overrides,
+        "il_stage": {"wall_seconds": il["wall_seconds"], "val_acc": il["val_acc"], "steps": il["steps"]},
+        "rows": rows,
+        "reducible_loss_faster_every_seed": all(faster.values()),
+        "median_seconds_to_target": {
+            m: statistics.median(_seconds(rows, s, m) for s in args.seeds) for m in METHODS
+        },
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(summary, indent=2) + "\n")
+
+    print(f"{args.experiment}: time to the uniform run's final val accuracy (same seed); IL stage "
+          f"{il['wall_seconds']:.1f} s once (val acc {il['val_acc']:.4f}), not included below\n")
+    print("| seed | method | target val acc | steps to target | seconds to target | run seconds | test acc |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['seed']} | {row['method']} | {row['target']:.4f} | {_show(row['steps_to_target'])} | "
+              f"{_show(row['seconds_to_target'])} | {row['wall_seconds']:.1f} | {row['test_acc']:.4f} |")
+    medians = summary["median_seconds_to_target"]
+    print(f"\nmedian seconds to target: uniform {medians['uniform']:.1f}, reducible_loss "
+          f"{medians['reducible_loss']:.1f}; reducible_loss faster on every seed: {summary['reducible_loss_faster_every_seed']}")
+
+
+def _seconds(rows: list[dict[str, Any]], seed: int, method: str) -> float:
+    row = next(r for r in rows if r["seed"] == seed and r["method"] == method)
+    return row["seconds_to_target"] if row["seconds_to_target"] is not None else float("inf")
+
+
+def _show(value: Any) -> str:
+    return "never" if value is None else str(value)
+
+
+if __name__ == "__main__":
+    main()

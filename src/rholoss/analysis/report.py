@@ -1,0 +1,69 @@
+"""A run or sweep folder in, the paper's table and figures out: what ``python -m rholoss.analysis`` does."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rholoss.analysis.plots import draw_all
+from rholoss.analysis.summary import speedup_markdown, summarize, targets_markdown
+from rholoss.analysis.tables import load_results
+from rholoss.atomic import atomic_write_text
+from rholoss.sweep import failed_jobs
+
+
+def analyze(
+    folder: Path, output: Path | None = None, targets: Sequence[float] | None = None, figures: bool = True
+) -> dict[str, Any]:
+    """Read every target run under ``folder``; write ``summary.json``, ``summary.md`` and the
+    figures into ``output`` (default ``<folder>/analysis``); return the summary, its Markdown
+    under ``markdown`` and the figure files under ``figures``."""
+    folder = Path(folder)
+    output = Path(output) if output is not None else folder / "analysis"
+    runs = load_results(folder)
+    if not runs:
+        raise FileNotFoundError(
+            f"No target run's results.json under {folder}: point to a run.py run or sweep folder "
+            "(outputs/train/multirun/<date> by default)."
+        )
+    summary = summarize(runs, targets)
+    summary["folder"] = str(folder)
+    summary["failed"] = [{k: f.get(k) for k in ("path", "selection", "seed", "error")} for f in failed_jobs(folder)]
+    sections = [speedup_markdown(summary), "Steps to each target accuracy (mean over seeds):", targets_markdown(summary)]
+    if summary["failed"]:
+        sections.append("Failed jobs:\n" + "\n".join(f"- {f['path']}: {f['error']}" for f in summary["failed"]))
+    summary["markdown"] = "\n\n".join(sections)
+    summary["figures"] = draw_all(summary, output) if figures else {}
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json.dumps(summary, indent=2) + "\n", output / "summary.json")
+    atomic_write_text(summary["markdown"] + "\n", output / "summary.md")
+    return summary
+
+
+def log_to_wandb(summary: dict[str, Any], project: str = "rholoss", directory: Path | None = None) -> Path:
+    """Log the figures and the speedup table as one wandb run (job type ``analysis``), offline unless
+    ``WANDB_MODE`` says otherwise; return the run's folder (``wandb sync`` it later when offline)."""
+    import wandb
+
+    directory = Path(directory or Path(summary["folder"]) / "analysis")
+    run = wandb.init(
+        project=project,
+        job_type="analysis",
+        name=f"analysis-{Path(summary['folder']).name}",
+        dir=str(directory),
+        mode=os.environ.get("WANDB_MODE", "offline"),
+        config={"folder": summary["folder"], "target_accuracy": summary["target_accuracy"]},
+    )
+    columns = ["method", "seeds", "steps_to_target", "speedup", "wall_clock_speedup", "test_acc_mean"]
+    rows = [
+        [name, len(m["seeds"]), m["to_target"]["curve_steps"], m["speedup"], m["wall_clock_speedup"], m["test_acc"]["mean"]]
+        for name, m in summary["methods"].items()
+    ]
+    images = {f"figures/{name}": wandb.Image(paths[0]) for name, paths in summary["figures"].items()}
+    run.log({"speedup_table": wandb.Table(columns=columns, data=rows), **images})
+    run_dir = Path(run.dir).parent
+    run.finish()
+    return run_dir
