@@ -14,7 +14,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
 from pytorch_lightning.plugins.environments import SLURMEnvironment
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from rholoss.data.in_memory import EpochPermutation
 from rholoss.irreducible import IrreducibleLossStore
@@ -84,7 +86,12 @@ def test_under_slurm_the_trainer_takes_its_rank_from_the_job(monkeypatch: pytest
              "SLURM_NODEID": "1", "SLURM_JOB_ID": "1234", "SLURM_JOB_NAME": "rholoss", "SLURM_NODELIST": "node[1-2]"}
     for name, value in slurm.items():
         monkeypatch.setenv(name, value)
+    # Building the trainer sets Lightning's process-wide rank (3 here): put it back afterwards, or
+    # every later test in this process would log nothing, as a non-zero rank.
+    monkeypatch.setattr(rank_zero_only, "rank", rank_zero_only.rank)
+    monkeypatch.setattr(utils_rank_zero_only, "rank", utils_rank_zero_only.rank)
     cfg = compose_config("train", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.num_nodes=2"])
     trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
     assert isinstance(trainer.strategy.cluster_environment, SLURMEnvironment)
     assert (trainer.world_size, trainer.global_rank, trainer.local_rank, trainer.node_rank) == (4, 3, 1, 1)
+    assert trainer.is_global_zero is False
