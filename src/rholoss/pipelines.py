@@ -24,11 +24,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.strategies import DDPStrategy
 from torch import Tensor
 
 import rholoss
 from rholoss.atomic import atomic_write_text
-from rholoss.callbacks import ValCurve
+from rholoss.callbacks import CheckpointError, StepCheckpoint, ValCurve, resolve_resume
 from rholoss.data import PoolDataModule
 from rholoss.data.splits import pool_halves, seeded_fraction
 from rholoss.irreducible import IrreducibleLossStore, StoreError, find_store, store_path
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 # does not apply; its pytree deprecation notice is internal to Lightning.
 warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+# The loaders do resume mid-epoch, from the restored step (EpochPermutation.start_after).
+warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
 
 # Keys of the selection config read by the module itself; the rest go to the selection function.
 _SHARED_SELECTION_KEYS = {
@@ -51,6 +54,8 @@ _SHARED_SELECTION_KEYS = {
 _DATA_OVERRIDE_ROOTS = ("experiment", "datamodule", "paths")
 # How the IL model(s) are trained: on the holdout split, or on two halves of the pool (no holdout).
 IL_STRATEGIES = ("holdout", "two_halves")
+# Settings a resumed run must share with the run it continues (the step budget may change).
+_RESUME_MUST_MATCH = ("seed", "datamodule", "model", "selection", "optimizer", "irreducible")
 
 
 def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
@@ -71,12 +76,17 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
             "irreducible.holdout_fraction applies to irreducible.strategy=holdout only; two_halves trains on "
             "the pool: remove irreducible.holdout_fraction."
         )
+    if strategy == "two_halves" and cfg.get("resume"):
+        raise ValueError(
+            "resume= continues one IL model; irreducible.strategy=two_halves trains two: start it afresh."
+        )
     output_dir = _start(cfg)
+    resumed_from = _resume_checkpoint(cfg)
     started = time.perf_counter()
     if strategy == "holdout":
         datamodule = _datamodule(cfg, train_split="holdout")
         positions = None if fraction == 1.0 else seeded_fraction(len(datamodule.split("holdout")), fraction, cfg.seed)
-        models = [_fit_il_model(cfg, datamodule, output_dir / "checkpoints", positions, "holdout")]
+        models = [_fit_il_model(cfg, datamodule, output_dir / "checkpoints", positions, "holdout", resumed_from)]
         losses = _pool_losses(models[0], datamodule)
     else:
         datamodule = _datamodule(cfg, train_split="pool")
@@ -114,7 +124,9 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         "code_version": code_version(),
         "run_dir": str(output_dir),
     }
-    IrreducibleLossStore(losses, datamodule.fingerprint, metadata).save(path)
+    trainer = models[0].trainer
+    if trainer.is_global_zero:  # every rank scored the whole pool; one writes
+        IrreducibleLossStore(losses, datamodule.fingerprint, metadata).save(path)
     for model in models:
         _close_loggers(model.trainer)
     results = {
@@ -124,14 +136,16 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         "il_store": str(path),
         "val_acc": val_acc,
         "val_curve": models[0].val_curve if len(models) == 1 else None,
+        "best_checkpoint": models[0].best_checkpoint if len(models) == 1 else None,
         "il_models": metadata["il_models"],
         "steps": sum(m.trainer.global_step for m in models),
         "mean_irreducible_loss": float(losses.mean()),
         "wall_seconds": round(wall_seconds, 3),
+        "resumed_from": resumed_from,
         "dataset": datamodule.fingerprint,
         "code_version": metadata["code_version"],
     }
-    _write_results(results, output_dir)
+    _write_results(results, output_dir, trainer)
     log.info("IL store written: %s", path)
     log.info("IL model val accuracy (best checkpoint%s): %.4f", "s, mean" if len(models) > 1 else "", val_acc)
     return results
@@ -177,10 +191,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     val_curve = ValCurve()
     trainer = _trainer(cfg, output_dir, [val_curve])
+    resumed_from = _resume_checkpoint(cfg)
+
+    world_size = trainer.world_size
+    log.info(
+        "Each step: %d rank(s) each score %d points and train on %d: a global large batch of %d and a global "
+        "batch of %d per optimizer step; %d steps.",
+        world_size, large_batch_size, batch_size, world_size * large_batch_size, world_size * batch_size,
+        cfg.trainer.max_steps,
+    )
 
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resumed_from)
     wall_seconds = time.perf_counter() - started
+    _sum_over_ranks(trainer, module)
     test_acc = float(trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/acc"])
     _close_loggers(trainer)
 
@@ -191,6 +215,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "steps": trainer.global_step,
         "large_batch_size": large_batch_size,
         "batch_size": batch_size,
+        "world_size": world_size,
+        "global_large_batch_size": world_size * large_batch_size,
+        "global_batch_size": world_size * batch_size,
         "percent_train": cfg.selection.percent_train,
         "draw_only_selected": draw_only_selected,
         "stale_every": module.stale_every,
@@ -203,11 +230,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "selection_counts": module.selection_count_summary(),
         "wall_seconds": round(wall_seconds, 3),
         "il_store": str(store_file) if store_file else None,
+        "resumed_from": resumed_from,
         "model": cfg.model._target_,
         "dataset": datamodule.fingerprint,
         "code_version": code_version(),
     }
-    _write_results(results, output_dir)
+    _write_results(results, output_dir, trainer)
     log.info("Results written to %s", output_dir / "results.json")
     return results
 
@@ -286,16 +314,24 @@ class FittedILModel:
 
 
 def _fit_il_model(
-    cfg: DictConfig, datamodule: PoolDataModule, checkpoint_dir: Path, positions: Tensor | None, name: str
+    cfg: DictConfig,
+    datamodule: PoolDataModule,
+    checkpoint_dir: Path,
+    positions: Tensor | None,
+    name: str,
+    resumed_from: str | None = None,
 ) -> FittedILModel:
     """Train an IL model on ``positions`` of the datamodule's training split (None: all of it),
     keeping the checkpoint with the best val accuracy, and report that accuracy."""
     datamodule.restrict_training(positions)
     module = ClassifierModule(_model(cfg, datamodule), datamodule.num_classes, instantiate(cfg.optimizer))
-    checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, monitor="val/acc", mode="max", save_top_k=1)
+    # A resumed run keeps its best-model checkpoints where the run it continues kept them: Lightning
+    # reloads the best score only for an unchanged folder.
+    best_dir = Path(resumed_from).parent if resumed_from else checkpoint_dir
+    checkpoint = ModelCheckpoint(dirpath=best_dir, monitor="val/acc", mode="max", save_top_k=1)
     val_curve = ValCurve()
     trainer = _trainer(cfg, Path(cfg.paths.output_dir), [checkpoint, val_curve])
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resumed_from)
     best = checkpoint.best_model_path or None
     val_acc = float(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]["val/acc"])
     trained_on = len(datamodule.split(datamodule.train_split)) if positions is None else len(positions)
@@ -304,11 +340,23 @@ def _fit_il_model(
 
 
 def _start(cfg: DictConfig) -> Path:
+    _check_accelerator(str(cfg.trainer.get("accelerator", "auto")))
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), output_dir / "config_resolved.yaml")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     return output_dir
+
+
+def _check_accelerator(accelerator: str) -> None:
+    """Refuse a GPU run on a machine without one before loading any data (Lightning would say so
+    only when the trainer is built, wrapped in Hydra's instantiation error)."""
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"trainer.accelerator={accelerator} asks for a CUDA GPU, but PyTorch sees none (torch "
+            f"{torch.__version__}, built for CUDA {torch.version.cuda}). Use trainer=cpu or "
+            "trainer.accelerator=auto here, or run on a machine with a GPU and a CUDA build of PyTorch."
+        )
 
 
 def _datamodule(cfg: DictConfig, train_split: str, **overrides: Any) -> PoolDataModule:
@@ -337,9 +385,64 @@ def _model(cfg: DictConfig, datamodule: PoolDataModule) -> torch.nn.Module:
 def _trainer(cfg: DictConfig, output_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    return instantiate(
+    every_n_steps = cfg.get("checkpoint", {}).get("every_n_steps")
+    if every_n_steps:
+        extra.append(StepCheckpoint(output_dir / "checkpoints", every_n_steps))
+    trainer: pl.Trainer = instantiate(
         cfg.trainer, logger=loggers or False, callbacks=callbacks + extra, default_root_dir=str(output_dir)
     )
+    strategy = trainer.strategy
+    if isinstance(strategy, DDPStrategy) and strategy._ddp_kwargs.get("broadcast_buffers", True):
+        raise ValueError(
+            f"trainer.strategy={cfg.trainer.strategy} broadcasts rank 0's module buffers at every step, which "
+            "would overwrite each rank's selection statistics: use trainer=ddp (DDP with broadcast_buffers=false), "
+            "e.g. python run.py trainer=ddp trainer.devices=2."
+        )
+    return trainer
+
+
+def _resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint ``resume=`` names, checked readable and made with this run's settings."""
+    if not cfg.get("resume"):
+        return None
+    path = resolve_resume(cfg.resume)
+    earlier = path.parent.parent / "config_resolved.yaml"
+    if earlier.is_file():
+        before = OmegaConf.load(earlier)
+        now = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        differences = [
+            f"{key}: {OmegaConf.select(before, key)} -> {OmegaConf.select(now, key)}"
+            for root in _RESUME_MUST_MATCH
+            for key in _leaf_keys(before, now, root)
+            if OmegaConf.select(before, key) != OmegaConf.select(now, key)
+        ]
+        if differences:
+            raise CheckpointError(
+                f"resume={cfg.resume}: the run was made with other settings:\n  " + "\n  ".join(differences)
+                + "\nResume with the run's own overrides (see its config_resolved.yaml), or start afresh."
+            )
+    log.info("Resuming from %s", path)
+    return str(path)
+
+
+def _leaf_keys(before: DictConfig, now: DictConfig, root: str) -> list[str]:
+    """Every leaf key under ``root`` in either config, as dotted paths."""
+    keys: set[str] = set()
+    for config in (before, now):
+        node = OmegaConf.select(config, root)
+        if isinstance(node, DictConfig):
+            keys |= {f"{root}.{key}" for key in _flatten(OmegaConf.to_container(node))}
+        else:
+            keys.add(root)
+    return sorted(keys)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    return [
+        leaf
+        for key, value in tree.items()
+        for leaf in (_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) and value else [f"{prefix}{key}"])
+    ]
 
 
 def _close_loggers(trainer: pl.Trainer) -> None:
@@ -390,6 +493,16 @@ def _pool_losses(model: FittedILModel, datamodule: PoolDataModule, positions: Te
     return losses
 
 
-def _write_results(results: dict[str, Any], output_dir: Path) -> None:
-    atomic_write_text(json.dumps(results, indent=2) + "\n", output_dir / "results.json")
+def _sum_over_ranks(trainer: pl.Trainer, module: OnlineBatchSelection) -> None:
+    """Under DDP each rank counted only the points it selected: make the counts global on every rank."""
+    if trainer.world_size == 1:
+        return
+    for name in ("selection_counts", "num_selected_corrupted", "num_selected_relevant"):
+        counts = getattr(module, name)
+        counts.copy_(trainer.strategy.reduce(counts.clone(), reduce_op="sum"))
+
+
+def _write_results(results: dict[str, Any], output_dir: Path, trainer: pl.Trainer) -> None:
+    if trainer.is_global_zero:
+        atomic_write_text(json.dumps(results, indent=2) + "\n", output_dir / "results.json")
 

@@ -1,4 +1,5 @@
+from rholoss.callbacks.checkpoint import CheckpointError, NonFiniteLossError, StepCheckpoint, resolve_resume
 from rholoss.callbacks.progress import StepProgressBar
 from rholoss.callbacks.val_curve import ValCurve
 
-__all__ = ["StepProgressBar", "ValCurve"]
+__all__ = ["CheckpointError", "NonFiniteLossError", "StepCheckpoint", "StepProgressBar", "ValCurve", "resolve_resume"]

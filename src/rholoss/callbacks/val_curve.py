@@ -13,6 +13,7 @@ class ValCurve(pl.Callback):
         self.monitor = monitor
         self.points: list[list[float]] = []
         self._start = time.perf_counter()
+        self._offset = 0.0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
@@ -21,7 +22,16 @@ class ValCurve(pl.Callback):
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         value = float(trainer.callback_metrics[self.monitor])
-        self.points.append([trainer.global_step, value, round(time.perf_counter() - self._start, 3)])
+        self.points.append([trainer.global_step, value, round(self._offset + time.perf_counter() - self._start, 3)])
+
+    def state_dict(self) -> dict[str, list[list[float]]]:
+        # A resumed run continues the curve (steps and seconds of the first part included).
+        return {"points": self.points}
+
+    def load_state_dict(self, state_dict: dict[str, list[list[float]]]) -> None:
+        self.points = list(state_dict["points"])
+        if self.points:  # seconds continue from the last point, not from zero
+            self._offset = self.points[-1][2]
 
     @property
     def best(self) -> float | None:

@@ -147,7 +147,16 @@ class PoolDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._datasets:  # idempotent: the pipelines call it before Lightning does
             return
+        # Drawn here, from the seeded global RNG, and not when a loader is made: a resumed run restores
+        # the RNG state of its checkpoint before Lightning asks for the loader.
+        self.shuffle_seed = int(torch.randint(0, 2**62, (1,)))
         sources = self.load_sources()
+        classes = self.relevant_classes
+        if classes is not None and (not classes or not set(classes) <= set(range(self.num_classes))):
+            raise ValueError(
+                f"datamodule.relevant_classes={classes} must be a non-empty list of this dataset's "
+                f"classes, 0 to {self.num_classes - 1}; null keeps all classes."
+            )
         num_train = len(sources.train_targets)
         if self.train_subset is not None:
             num_train = min(num_train, self.train_subset)
@@ -285,8 +294,12 @@ class PoolDataModule(pl.LightningDataModule):
         if augment and self.train_transform is not None:
             dataset = dataset.with_transform(self.train_transform)
         size = len(dataset) if positions is None else len(positions)
-        # Seeded from the global RNG, so a seeded run shuffles the same way on either path.
-        shuffler = EpochPermutation(size, int(torch.randint(0, 2**62, (1,)))) if shuffle else None
+        shuffler = None
+        if shuffle:
+            # Under DDP each rank draws its own share of the split (see EpochPermutation).
+            rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+            shuffler = EpochPermutation(size, self.shuffle_seed, rank, world_size)
+            shuffler.start_after(self._batches_trained(), batch_size, drop_last)
         if self.on_device:
             x, y = self._device_tensors(name)
             return InMemoryBatches(x, y, batch_size, drop_last, shuffler, positions)
@@ -297,7 +310,16 @@ class PoolDataModule(pl.LightningDataModule):
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            # Its own generator (worker seeds), so that loading never draws from the global RNG.
+            generator=torch.Generator().manual_seed(self.shuffle_seed),
         )
+
+    def _batches_trained(self) -> int:
+        """Training batches already done: 0, or the restored step count of a resumed run (Lightning
+        restores its loops before it asks for the training loader)."""
+        if self.trainer is None:
+            return 0
+        return self.trainer.global_step * self.trainer.accumulate_grad_batches
 
     def _device_tensors(self, name: str) -> tuple[Tensor, Tensor]:
         """The split's inputs and labels on the training device, copied there once."""

@@ -17,16 +17,39 @@ from rholoss.data.indexed import IndexedDataset
 
 
 class EpochPermutation(Sampler[int]):
-    """A new seeded permutation of ``range(n)`` each epoch. The DataLoader path uses it as its
-    sampler and :class:`InMemoryBatches` draws the same permutations, so both paths give the same
-    batches for the same seed."""
+    """A seeded permutation of ``range(n)`` per epoch. The DataLoader path uses it as its sampler and
+    :class:`InMemoryBatches` draws the same permutations, so both paths give the same batches.
 
-    def __init__(self, n: int, seed: int) -> None:
-        self.n = n
-        self.generator = torch.Generator().manual_seed(seed)
+    Epoch ``e`` is ``randperm(n)`` from a generator seeded with ``seed + e`` (as DistributedSampler),
+    not a generator carried from epoch to epoch: a resumed run reaches any epoch's order from the
+    seed and the epoch number alone. Each iteration serves the next epoch.
+
+    Under DDP, rank ``r`` of ``world_size`` takes every ``world_size``-th point of the epoch's
+    permutation from position ``r`` (the tail that does not divide evenly is left out), so the ranks
+    draw disjoint shares of the pool, as DistributedSampler does.
+    """
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}.")
+        self.pool_size = n
+        self.n = n // world_size  # points this rank draws per epoch
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0  # the epoch the next iteration serves
+        self.skip = 0  # points of that epoch already trained on before a resume
+
+    def start_after(self, batches: int, batch_size: int, drop_last: bool) -> None:
+        """Continue after ``batches`` batches of ``batch_size`` have been trained on (resume):
+        the next iteration serves the rest of that epoch, then whole epochs again."""
+        per_epoch = self.n // batch_size if drop_last else -(-self.n // batch_size)
+        self.epoch, done = divmod(batches, per_epoch)
+        self.skip = done * batch_size
 
     def permutation(self) -> Tensor:
-        return torch.randperm(self.n, generator=self.generator)
+        order = torch.randperm(self.pool_size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        order = order[self.rank : self.n * self.world_size : self.world_size][self.skip :]
+        self.epoch, self.skip = self.epoch + 1, 0
+        return order
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.permutation().tolist())
@@ -57,7 +80,7 @@ class InMemoryBatches:
         return len(self.y) if self.positions is None else len(self.positions)
 
     def __len__(self) -> int:
-        n = self._size()
+        n = self._size() if self.shuffler is None else len(self.shuffler)  # a DDP rank's share
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
@@ -67,7 +90,9 @@ class InMemoryBatches:
             order = torch.arange(self._size(), device=self.y.device)
         if self.positions is not None:
             order = self.positions[order]
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        # A resumed epoch's order is shorter: it holds only the points not yet trained on.
+        end = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
+        for start in range(0, end, self.batch_size):
             index = order[start : start + self.batch_size]
             yield index, self.x[index], self.y[index]
 

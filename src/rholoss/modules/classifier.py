@@ -53,10 +53,20 @@ class ClassifierModule(pl.LightningModule):
         if (self.global_step + 1) % interval and self._interval_steps < interval:
             return
         means = {name: total / self._interval_steps for name, total in self._interval_sums.items()}
+        # sync_dist: under DDP the logged values are means over the ranks (a no-op on one device).
         if "train/loss" in means:  # shown on the progress bar
-            self.log("train/loss", means.pop("train/loss"), prog_bar=True)
-        self.log_dict({**means, **(current or {})})
+            self.log("train/loss", means.pop("train/loss"), prog_bar=True, sync_dist=True)
+        self.log_dict({**means, **(current or {})}, sync_dist=True)
         self._interval_sums, self._interval_steps = {}, 0
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The unlogged part of the current interval, so a resumed run logs the same means.
+        checkpoint["interval_means"] = {"sums": self._interval_sums, "steps": self._interval_steps}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("interval_means", {"sums": {}, "steps": 0})
+        self._interval_sums = {name: value.to(self.device) for name, value in state["sums"].items()}
+        self._interval_steps = state["steps"]
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         _, x, y = batch

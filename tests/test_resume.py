@@ -1,0 +1,151 @@
+"""A run killed mid-epoch and resumed from its last checkpoint ends exactly as an uninterrupted run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from rholoss.callbacks import CheckpointError, NonFiniteLossError
+from rholoss.modules import OnlineBatchSelection
+from rholoss.pipelines import train, train_irreducible
+from tests.test_pipeline import synthetic
+
+# 1800 pool points in large batches of 320: 5 steps per epoch, so steps 7 and 10 are mid-epoch.
+STEPS, EVERY, KILL_AT = 16, 7, 10
+
+
+class KillAt(pl.Callback):
+    """Stands in for a crash or a preempted job: fails after ``step`` optimizer steps."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"killed at step {self.step}")
+
+
+@pytest.fixture
+def selected(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
+    """Every step's selected pool indices, in order."""
+    record: list[torch.Tensor] = []
+    log_statistics = OnlineBatchSelection._log_selection_statistics
+
+    def recording(self, index, selection, scored, loss) -> None:  # noqa: ANN001
+        record.append(index[selection.positions].cpu())
+        log_statistics(self, index, selection, scored, loss)
+
+    monkeypatch.setattr(OnlineBatchSelection, "_log_selection_statistics", recording)
+    return record
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+
+
+def kill_and_resume(root: Path, stage: Any, config: str, *overrides: str) -> tuple[dict, dict]:
+    """(uninterrupted result, resumed result); the killed run's folder is ``root/killed``."""
+    common = [f"trainer.max_steps={STEPS}", f"checkpoint.every_n_steps={EVERY}", "val_every_n_steps=5", *overrides]
+    full = stage(synthetic(root, config, *common, output="full"))
+    kill = [f"+callbacks.kill._target_={__name__}.KillAt", f"+callbacks.kill.step={KILL_AT}"]
+    with pytest.raises(RuntimeError, match=f"killed at step {KILL_AT}"):
+        stage(synthetic(root, config, *common, *kill, output="killed"))
+    resumed = stage(synthetic(root, config, *common, f"resume={root / 'killed'}", output="resumed"))
+    return full, resumed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("on_device", [True, False])
+def test_killed_target_run_resumes_to_the_same_selections_and_weights(
+    tmp_path: Path, selected: list[torch.Tensor], on_device: bool
+) -> None:
+    # gradnorm_is samples its points and dropout masks its units, both from the global RNG: the run
+    # matches only if the RNG state is restored as well as the data position.
+    full, resumed = kill_and_resume(
+        tmp_path, train, "train", "selection=gradnorm_is", "model.dropout=0.1", f"datamodule.on_device={on_device}"
+    )
+    assert len(selected) == STEPS + KILL_AT + (STEPS - EVERY)
+    uninterrupted, killed, after = selected[:STEPS], selected[STEPS : STEPS + EVERY], selected[STEPS + KILL_AT :]
+    assert all(torch.equal(a, b) for a, b in zip(uninterrupted, killed + after, strict=True))
+    reference, continued = weights(tmp_path / "full"), weights(tmp_path / "resumed")
+    assert all(torch.equal(reference[name], continued[name]) for name in reference)
+    assert resumed["resumed_from"] == str(tmp_path / "killed" / "checkpoints" / "last.ckpt")
+    assert resumed["steps"] == full["steps"] == STEPS
+    assert [p[:2] for p in resumed["val_curve"]] == [p[:2] for p in full["val_curve"]]
+    assert resumed["test_acc"] == full["test_acc"]
+    assert resumed["selection_counts"] == full["selection_counts"]
+    assert resumed["noisy_selected_fraction"] == full["noisy_selected_fraction"]
+
+
+@pytest.mark.slow
+def test_killed_irreducible_run_resumes_to_the_same_store(tmp_path: Path) -> None:
+    full, resumed = kill_and_resume(tmp_path, train_irreducible, "train_irreducible", "batch_size=100", "model.dropout=0.1")
+    reference, continued = weights(tmp_path / "full"), weights(tmp_path / "resumed")
+    assert all(torch.equal(reference[name], continued[name]) for name in reference)
+    assert resumed["val_curve"] == [p[:2] + [resumed["val_curve"][i][2]] for i, p in enumerate(full["val_curve"])]
+    assert resumed["val_acc"] == full["val_acc"]
+    assert resumed["il_store"] == full["il_store"]  # same data and IL config: the same cache entry
+    assert Path(resumed["best_checkpoint"]).parent == tmp_path / "killed" / "checkpoints"
+    assert Path(resumed["best_checkpoint"]).name == Path(full["best_checkpoint"]).name
+
+
+def test_resume_refuses_other_settings_naming_them(tmp_path: Path) -> None:
+    train(synthetic(tmp_path, "train", "selection=uniform", "trainer.max_steps=3", "checkpoint.every_n_steps=2", output="a"))
+    with pytest.raises(CheckpointError, match=r"selection.name: uniform -> loss"):
+        train(synthetic(tmp_path, "train", "selection=loss", f"resume={tmp_path / 'a'}", output="b"))
+    assert not (tmp_path / "b" / "results.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "foreign"])
+def test_a_bad_checkpoint_is_a_clear_error(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    path.parent.mkdir(parents=True)
+    if damage == "truncated":
+        torch.save({"state_dict": {"w": torch.zeros(1000)}, "loops": {}}, path)
+        path.write_bytes(path.read_bytes()[:500])
+    elif damage == "foreign":
+        torch.save({"weights": torch.zeros(3)}, path)
+    message = {"missing": "no checkpoint at", "truncated": "truncated or not a checkpoint", "foreign": "not a training checkpoint"}
+    with pytest.raises(CheckpointError, match=message[damage]):
+        train(synthetic(tmp_path, "train", "selection=uniform", f"resume={path.parent.parent if damage == 'missing' else path}", output="out") if damage != "missing" else synthetic(tmp_path, "train", "selection=uniform", f"resume={tmp_path / 'nowhere'}", output="out"))
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_a_finite_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(NonFiniteLossError, match=r"NaN or infinite at step \d+") as error:
+        train(
+            synthetic(
+                tmp_path, "train", "selection=uniform", "optimizer.lr=1e30", "trainer.max_steps=200",
+                "trainer.log_every_n_steps=1", "checkpoint.every_n_steps=1", output="run",
+            )
+        )
+    folder = tmp_path / "run" / "checkpoints"
+    failed = list(folder.glob("failed-step*.ckpt"))
+    assert len(failed) == 1 and str(failed[0]) in str(error.value)
+    last = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=False)
+    assert all(torch.isfinite(t).all() for t in last["state_dict"].values() if t.is_floating_point())
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_same_seed_same_splits_noise_selections_and_weights(tmp_path: Path, selected: list[torch.Tensor]) -> None:
+    def run(seed: int, output: str) -> dict:
+        return train(
+            synthetic(
+                tmp_path, "train", "selection=gradnorm_is", "model.dropout=0.1", f"seed={seed}", "trainer.max_steps=6",
+                "datamodule.on_device=false", output=output,
+            )
+        )
+
+    runs = [run(0, "a"), run(0, "b"), run(1, "c")]
+    a, b, c = selected[:6], selected[6:12], selected[12:]
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(torch.cat(a), torch.cat(c))  # another seed is another run
+    assert runs[0]["dataset"] == runs[1]["dataset"] == runs[2]["dataset"]  # splits and noise follow split_seed
+    assert runs[0]["selection_counts"] == runs[1]["selection_counts"]
+    assert runs[0]["test_acc"] == runs[1]["test_acc"]
+    reference, again = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(reference[name], again[name]) for name in reference)
