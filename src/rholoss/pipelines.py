@@ -243,19 +243,22 @@ def _datamodule(cfg: DictConfig, train_split: str, **overrides: Any) -> PoolData
     return datamodule
 
 
-def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
+def build_model(
+    model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int, **data_kwargs: Any
+) -> torch.nn.Module:
     """The model a ``model`` config describes; ``compile: true`` compiles it in place, so state-dict
-    keys (checkpoints, stores) stay those of the plain model."""
+    keys (checkpoints, stores) stay those of the plain model. ``data_kwargs``: the datamodule's
+    :meth:`~rholoss.data.PoolDataModule.model_kwargs` (text: vocabulary size, padding id)."""
     settings = OmegaConf.to_container(model_cfg, resolve=True)
     compile_model = bool(settings.pop("compile", False))
-    model = instantiate(settings, input_shape=input_shape, num_classes=num_classes)
+    model = instantiate(settings, input_shape=input_shape, num_classes=num_classes, **data_kwargs)
     if compile_model:
         model.compile()
     return model
 
 
 def _model(cfg: DictConfig, datamodule: PoolDataModule) -> torch.nn.Module:
-    return build_model(cfg.model, datamodule.input_shape, datamodule.num_classes)
+    return build_model(cfg.model, datamodule.input_shape, datamodule.num_classes, **datamodule.model_kwargs())
 
 
 def _trainer(cfg: DictConfig, output_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:

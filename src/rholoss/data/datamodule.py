@@ -7,7 +7,7 @@ that the IL store and the selection statistics depend on is done here, once, the
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -56,6 +56,9 @@ class PoolDataModule(pl.LightningDataModule):
     name: str = "dataset"
     num_classes: int
     input_shape: tuple[int, ...]
+    # Batches of the DataLoader path; None: torch's default (stacks fixed-shape tensors). Text sets one
+    # that pads each batch to its longest sequence.
+    collate_fn: Callable[[list[Any]], Any] | None = None
 
     def __init__(
         self,
@@ -143,6 +146,11 @@ class PoolDataModule(pl.LightningDataModule):
             indices, labels = indices[keep], labels[keep]
         return IndexedDataset(source, indices, labels)
 
+    def model_kwargs(self) -> dict[str, Any]:
+        """What a model needs to know about the inputs beyond ``input_shape`` and ``num_classes``
+        (text: the tokenizer's vocabulary size and padding id); valid after :meth:`setup`."""
+        return {}
+
     def split(self, name: str) -> IndexedDataset:
         if not self._datasets:
             raise RuntimeError("Call setup() before asking for a split.")
@@ -200,6 +208,7 @@ class PoolDataModule(pl.LightningDataModule):
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            collate_fn=self.collate_fn,
         )
 
     def _device_tensors(self, name: str) -> tuple[Tensor, Tensor]:
