@@ -8,6 +8,7 @@ small BERT built from a config.
 from __future__ import annotations
 
 import csv
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from rholoss.data.text import PadToLongest, TokenizedTexts
 from rholoss.irreducible import IrreducibleLossStore
 from rholoss.models import SequenceClassifier
 from rholoss.modules import OnlineBatchSelection
-from rholoss.pipelines import build_model, train, train_irreducible
+from rholoss.pipelines import build_model, irreducible_overrides, train, train_irreducible
 from tests.conftest import QUIET, compose_config
 from tests.fixtures import build_wordpiece_tokenizer, write_glue_task
 
@@ -318,3 +319,23 @@ def test_reducible_loss_on_text_selects_points_with_higher_reducible_loss(il_sta
     assert rows
     for row in rows:
         assert float(row["selection/reducible_loss_selected"]) > float(row["selection/reducible_loss_not_selected"])
+
+
+def test_a_main_experiment_points_to_its_irred_experiment_for_the_il_store() -> None:
+    overrides = ["experiment=cola_albert_main", "selection=uniform", "datamodule.max_length=64", "seed=2"]
+    assert irreducible_overrides(overrides) == ["experiment=cola_albert_irred", "datamodule.max_length=64"]
+    assert irreducible_overrides(["experiment=fmnist_noisy_mlp"]) == ["experiment=fmnist_noisy_mlp"]
+    irred = compose_config("train_irreducible", ["paths.output_dir=/tmp/unused", "experiment=cola_albert_irred"])
+    main = compose_config("train", ["paths.output_dir=/tmp/unused", "experiment=cola_albert_main"])
+    # The same data settings (batch sizes aside): the same pool, so the store the one makes fits the other.
+    differing = {k for k in irred.datamodule if irred.datamodule[k] != main.datamodule[k]}
+    assert differing == {"batch_size"}
+
+
+def test_without_the_nlp_extra_text_names_the_install(glue: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core imports no Hugging Face package; text asks for the [nlp] extra when it is missing."""
+    monkeypatch.setitem(sys.modules, "transformers", None)  # makes `import transformers` fail
+    with pytest.raises(ImportError, match=r"pip install 'rholoss\[nlp\]'"):
+        datamodule(glue)
+    with pytest.raises(ImportError, match=r"rholoss\[nlp\]"):
+        SequenceClassifier((16,), 2, vocab_size=50, config=TINY)

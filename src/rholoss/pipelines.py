@@ -212,8 +212,18 @@ def irreducible_command() -> str:
         overrides = list(HydraConfig.get().overrides.task)
     except ValueError:  # composed without @hydra.main (tests, notebooks)
         overrides = []
+    return " ".join(["python run_irreducible.py", *map(shlex.quote, irreducible_overrides(overrides))])
+
+
+def irreducible_overrides(overrides: list[str]) -> list[str]:
+    """The overrides of a target run that decide its pool, as run_irreducible.py takes them. A paper
+    experiment split into ``<name>_main`` (target) and ``<name>_irred`` (IL model, its own settings)
+    maps to the ``_irred`` one: both describe the same pool."""
     kept = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in _DATA_OVERRIDE_ROOTS]
-    return " ".join(["python run_irreducible.py", *map(shlex.quote, kept)])
+    return [
+        o.removesuffix("_main") + "_irred" if o.lstrip("+").startswith("experiment=") and o.endswith("_main") else o
+        for o in kept
+    ]
 
 
 def code_version() -> dict[str, str | None]:
