@@ -215,3 +215,68 @@ def write_clothing1m(
     for split, name in names.items():
         (annotations / f"{name}_key_list.txt").write_text("".join(f"{k}\n" for k, _ in lists[split]))
     return lists
+# Words that decide a fixture sentence's label, and words that carry no signal.
+_POSITIVE = ["good", "great", "fine", "lovely", "superb"]
+_NEGATIVE = ["bad", "awful", "poor", "dull", "broken"]
+_FILLER = ["the", "film", "was", "a", "story", "and", "very", "plot", "cast", "it", "really", "quite"]
+
+
+def glue_like_sentences(count: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """``count`` sentences of 2..14 words with labels a model can learn: label 1 sentences hold a word
+    from a positive list, label 0 a word from a negative list, amid filler words. Every eleventh
+    sentence holds a bare double quote, which GLUE's TSV files have and a CSV reader would mangle."""
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(count) % 2).astype(np.int64)
+    rng.shuffle(labels)
+    sentences = []
+    for i, label in enumerate(labels):
+        words = list(rng.choice(_FILLER, size=int(rng.integers(1, 14))))
+        words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(_POSITIVE if label else _NEGATIVE)))
+        if i % 11 == 0:
+            words[0] = '"' + words[0]
+        sentences.append(" ".join(words) + ".")
+    return sentences, labels
+
+
+def write_glue_task(directory: Path, task: str, num_train: int = 300, num_dev: int = 60, seed: int = 0) -> dict:
+    """Write ``train.tsv`` and ``dev.tsv`` of a GLUE task in the GLUE download's layout under
+    ``directory/<CoLA|SST-2>/`` and return ``{"train": (sentences, labels), "dev": ...}``.
+
+    CoLA: no header, columns source / label / original judgement / sentence. SST-2: a
+    ``sentence<TAB>label`` header, then those two columns.
+    """
+    folder = Path(directory) / {"cola": "CoLA", "sst2": "SST-2"}[task]
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for offset, (split, count) in enumerate((("train", num_train), ("dev", num_dev))):
+        sentences, labels = glue_like_sentences(count, seed=seed + offset)
+        if task == "cola":
+            lines = [f"gj04\t{y}\t{'' if y else '*'}\t{s}" for s, y in zip(sentences, labels)]
+        else:
+            lines = ["sentence\tlabel", *(f"{s}\t{y}" for s, y in zip(sentences, labels))]
+        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        written[split] = (sentences, labels)
+    return written
+
+
+def build_wordpiece_tokenizer(texts: list[str], directory: Path, vocab_size: int = 120) -> Path:
+    """Train a small lower-casing WordPiece tokenizer (BERT-style ``[CLS] … [SEP]``) on ``texts`` with
+    ``tokenizers`` and save it with ``save_pretrained``, so ``AutoTokenizer`` loads it offline."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    fast.save_pretrained(str(directory))
+    return Path(directory)

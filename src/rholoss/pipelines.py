@@ -274,8 +274,18 @@ def irreducible_command() -> str:
         overrides = list(HydraConfig.get().overrides.task)
     except ValueError:  # composed without @hydra.main (tests, notebooks)
         overrides = []
+    return " ".join(["python run_irreducible.py", *map(shlex.quote, irreducible_overrides(overrides))])
+
+
+def irreducible_overrides(overrides: list[str]) -> list[str]:
+    """The overrides of a target run that decide its pool, as run_irreducible.py takes them. A paper
+    experiment split into ``<name>_main`` (target) and ``<name>_irred`` (IL model, its own settings)
+    maps to the ``_irred`` one: both describe the same pool."""
     kept = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in _DATA_OVERRIDE_ROOTS]
-    return " ".join(["python run_irreducible.py", *map(shlex.quote, kept)])
+    return [
+        o.removesuffix("_main") + "_irred" if o.lstrip("+").startswith("experiment=") and o.endswith("_main") else o
+        for o in kept
+    ]
 
 
 def code_version() -> dict[str, str | None]:
@@ -367,19 +377,22 @@ def _datamodule(cfg: DictConfig, train_split: str, **overrides: Any) -> PoolData
     return datamodule
 
 
-def build_model(model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
+def build_model(
+    model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int, **data_kwargs: Any
+) -> torch.nn.Module:
     """The model a ``model`` config describes; ``compile: true`` compiles it in place, so state-dict
-    keys (checkpoints, stores) stay those of the plain model."""
+    keys (checkpoints, stores) stay those of the plain model. ``data_kwargs``: the datamodule's
+    :meth:`~rholoss.data.PoolDataModule.model_kwargs` (text: vocabulary size, padding id)."""
     settings = OmegaConf.to_container(model_cfg, resolve=True)
     compile_model = bool(settings.pop("compile", False))
-    model = instantiate(settings, input_shape=input_shape, num_classes=num_classes)
+    model = instantiate(settings, input_shape=input_shape, num_classes=num_classes, **data_kwargs)
     if compile_model:
         model.compile()
     return model
 
 
 def _model(cfg: DictConfig, datamodule: PoolDataModule) -> torch.nn.Module:
-    return build_model(cfg.model, datamodule.input_shape, datamodule.num_classes)
+    return build_model(cfg.model, datamodule.input_shape, datamodule.num_classes, **datamodule.model_kwargs())
 
 
 def _trainer(cfg: DictConfig, output_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:

@@ -5,6 +5,7 @@ from rholoss.data.clothing1m import Clothing1MDataModule
 from rholoss.data.datamodule import PoolDataModule, Sources
 from rholoss.data.fashion_mnist import FashionMNISTDataModule
 from rholoss.data.image_folder import CINIC10DataModule, ImageFolderDataModule
+from rholoss.data.glue import GLUEDataModule
 from rholoss.data.indexed import IndexedDataset
 from rholoss.data.mnist import MNISTDataModule, QMNISTDataModule
 from rholoss.data.synthetic import SyntheticDataModule
@@ -16,6 +17,7 @@ __all__ = [
     "CINIC10DataModule",
     "Clothing1MDataModule",
     "FashionMNISTDataModule",
+    "GLUEDataModule",
     "ImageFolderDataModule",
     "IndexedDataset",
     "MNISTDataModule",

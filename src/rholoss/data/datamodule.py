@@ -85,6 +85,9 @@ class PoolDataModule(pl.LightningDataModule):
     name: str = "dataset"
     num_classes: int
     input_shape: tuple[int, ...]
+    # Batches of the DataLoader path; None: torch's default (stacks fixed-shape tensors). Text sets one
+    # that pads each batch to its longest sequence.
+    collate_fn: Callable[[list[Any]], Any] | None = None
 
     def __init__(
         self,
@@ -235,6 +238,11 @@ class PoolDataModule(pl.LightningDataModule):
             indices, labels = indices[keep], labels[keep]
         return IndexedDataset(source, indices, labels, self.eval_transform)
 
+    def model_kwargs(self) -> dict[str, Any]:
+        """What a model needs to know about the inputs beyond ``input_shape`` and ``num_classes``
+        (text: the tokenizer's vocabulary size and padding id); valid after :meth:`setup`."""
+        return {}
+
     def split(self, name: str) -> IndexedDataset:
         if not self._datasets:
             raise RuntimeError("Call setup() before asking for a split.")
@@ -312,6 +320,7 @@ class PoolDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             # Its own generator (worker seeds), so that loading never draws from the global RNG.
             generator=torch.Generator().manual_seed(self.shuffle_seed),
+            collate_fn=self.collate_fn,
         )
 
     def _batches_trained(self) -> int:

@@ -1,4 +1,5 @@
-"""Plain ``nn.Module`` classifiers, built from ``input_shape`` and ``num_classes``; no Lightning inside.
+"""Plain ``nn.Module`` classifiers, built from ``input_shape`` and ``num_classes`` (text models also
+from the datamodule's ``model_kwargs``); no Lightning inside.
 
 The CIFAR families take 32x32 images (small stems, little downsampling); ``torchvision_resnet50``
 is the ImageNet-size model for Clothing-1M.
@@ -11,6 +12,7 @@ from rholoss.models.inception import CifarInceptionV3
 from rholoss.models.mlp import MLP
 from rholoss.models.mobilenet import CifarMobileNetV2
 from rholoss.models.resnet import CifarResNet, resnet18, resnet34, resnet50
+from rholoss.models.text import SequenceClassifier
 from rholoss.models.torchvision_resnet import torchvision_resnet50
 from rholoss.models.vgg import CifarVGG, vgg11_bn
 
@@ -22,6 +24,7 @@ __all__ = [
     "CifarMobileNetV2",
     "CifarResNet",
     "CifarVGG",
+    "SequenceClassifier",
     "SmallCNN",
     "densenet121",
     "resnet18",
