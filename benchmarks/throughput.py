@@ -3,7 +3,8 @@ raw-PyTorch loop doing the same math on the same tensors, A/B interleaved.
 
     python benchmarks/throughput.py [--repeats 5] [--steps 300] [--precision bf16]
 
-Also times the Lightning reducible_loss run fed by a DataLoader instead of on-device tensors.
+Also times the Lightning reducible_loss run fed by a DataLoader instead of on-device tensors, and
+each data path alone (large batches per second, no model).
 
 Prints a Markdown table and writes benchmarks/results/throughput.json. Not part of the test suite.
 """
@@ -100,6 +101,18 @@ def forward_images_per_second(x_pool, large_batch: int, precision: str, repeats:
     return repeats * large_batch / (time.perf_counter() - start)
 
 
+def loader_batches_per_second(datamodule, on_device: bool, batches: int) -> float:
+    """Large batches per second of the training loader alone (no model): what the data path costs."""
+    datamodule.on_device, datamodule.trainer = on_device, None
+    loader = iter(datamodule.train_dataloader())
+    next(loader)  # the on-device path's one-off copy; the DataLoader's iterator start
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(loader)
+    datamodule.on_device = True
+    return batches / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
@@ -130,6 +143,10 @@ def main() -> None:
             lightning_steps_per_second(datamodule, il, "reducible_loss", args.steps, args.warmup, args.precision)
         )
         datamodule.on_device = True
+        for on_device, name in ((True, "on_device"), (False, "dataloader")):
+            samples.setdefault(f"loader_batches_per_second/{name}", []).append(
+                loader_batches_per_second(datamodule, on_device, args.steps)
+            )
         samples.setdefault("forward_images_per_second", []).append(
             forward_images_per_second(x_pool, args.large_batch, args.precision)
         )
@@ -144,6 +161,9 @@ def main() -> None:
         "reducible_step_over_uniform_step": rho_ms / uniform_ms,
         "extra_ms_over_forward_ms": (rho_ms - uniform_ms) / forward_ms,
         "on_device_over_dataloader": median["lightning/reducible_loss"] / median["lightning/reducible_loss/dataloader"],
+        "loader_on_device_over_dataloader": (
+            median["loader_batches_per_second/on_device"] / median["loader_batches_per_second/dataloader"]
+        ),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(summary, indent=2) + "\n")
@@ -161,6 +181,9 @@ def main() -> None:
           f"{summary['extra_ms_over_forward_ms']:.2f} ({rho_ms - uniform_ms:.2f} ms vs {forward_ms:.2f} ms)")
     print(f"reducible_loss on-device data / DataLoader: {summary['on_device_over_dataloader']:.2f} "
           f"({median['lightning/reducible_loss']:.1f} vs {median['lightning/reducible_loss/dataloader']:.1f} steps/s)")
+    print(f"loading alone, on-device / DataLoader: {summary['loader_on_device_over_dataloader']:.1f} "
+          f"({median['loader_batches_per_second/on_device']:.0f} vs "
+          f"{median['loader_batches_per_second/dataloader']:.0f} large batches/s)")
 
 
 if __name__ == "__main__":
