@@ -156,6 +156,9 @@ def write_cifar(
     return labels
 
 
+CINIC10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
 def write_image_folder(
     root: Path, counts: dict[str, int], classes: list[str], size: int = 32, seed: int = 0
 ) -> dict[str, np.ndarray]:

@@ -26,7 +26,14 @@ from rholoss.data.cifar import CIFAR_MEAN, CIFAR_STD
 from rholoss.data.clothing1m import IMAGENET_MEAN, IMAGENET_STD
 from rholoss.data.mnist import MNIST_MEAN, MNIST_STD
 from rholoss.data.noise import PAPER_MNIST_PAIRS
-from tests.fixtures import write_cifar, write_clothing1m, write_fashion_mnist_idx, write_image_folder, write_qmnist_test
+from tests.fixtures import (
+    CINIC10_CLASSES,
+    write_cifar,
+    write_clothing1m,
+    write_fashion_mnist_idx,
+    write_image_folder,
+    write_qmnist_test,
+)
 
 # ------------------------------------------------------------------------- separate holdout / val
 
@@ -345,13 +352,10 @@ def test_cifar_corrupt_pickle_is_a_clear_error(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------ CINIC-10, image folders
 
-CINIC_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
 @pytest.fixture(scope="module")
 def cinic_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
     root = tmp_path_factory.mktemp("cinic") / "CINIC-10"
-    return root, write_image_folder(root, {"train": 60, "valid": 50, "test": 40}, CINIC_CLASSES)
+    return root, write_image_folder(root, {"train": 60, "valid": 50, "test": 40}, CINIC10_CLASSES)
 
 
 def _cinic(root: Path, **kwargs) -> CINIC10DataModule:
