@@ -71,6 +71,14 @@ def test_two_halves_store_records_the_strategy_and_both_accuracies(two_halves) -
     assert result["steps"] == 80  # 40 per IL model
 
 
+def test_two_halves_keeps_each_il_models_log(two_halves) -> None:
+    cfg, _ = two_halves
+    for half in ("half_a", "half_b"):
+        log = (Path(cfg.paths.output_dir) / "csv" / half / "metrics.csv").read_text().splitlines()
+        steps = {int(row.split(",")[header.index("step")]) for header in [log[0].split(",")] for row in log[1:]}
+        assert max(steps) == 40  # each model's own 40 steps, neither overwritten by the other
+
+
 def test_irreducible_losses_from_two_halves_flag_noisy_points(two_halves) -> None:
     cfg, result = two_halves
     datamodule = instantiate(cfg.datamodule)

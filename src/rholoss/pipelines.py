@@ -340,7 +340,8 @@ def _fit_il_model(
     best_dir = Path(resumed_from).parent if resumed_from else checkpoint_dir
     checkpoint = ModelCheckpoint(dirpath=best_dir, monitor="val/acc", mode="max", save_top_k=1)
     val_curve = ValCurve()
-    trainer = _trainer(cfg, Path(cfg.paths.output_dir), [checkpoint, val_curve])
+    part = None if name == "holdout" else name
+    trainer = _trainer(cfg, Path(cfg.paths.output_dir), [checkpoint, val_curve], part)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resumed_from)
     best = checkpoint.best_model_path or None
     val_acc = float(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]["val/acc"])
@@ -395,12 +396,19 @@ def _model(cfg: DictConfig, datamodule: PoolDataModule) -> torch.nn.Module:
     return build_model(cfg.model, datamodule.input_shape, datamodule.num_classes, **datamodule.model_kwargs())
 
 
-def _trainer(cfg: DictConfig, output_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+def _trainer(
+    cfg: DictConfig, output_dir: Path, callbacks: list[pl.Callback], part: str | None = None
+) -> pl.Trainer:
+    """``part`` names one of several models trained in one run (the two IL models of ``two_halves``):
+    its CSV log and step checkpoints get their own subfolder instead of overwriting the other's."""
+    loggers = [
+        instantiate(c, **({"version": part} if part and c.get("_target_", "").endswith("CSVLogger") else {}))
+        for c in (cfg.get("logger") or {}).values()
+    ]
     extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     every_n_steps = cfg.get("checkpoint", {}).get("every_n_steps")
     if every_n_steps:
-        extra.append(StepCheckpoint(output_dir / "checkpoints", every_n_steps))
+        extra.append(StepCheckpoint(output_dir / "checkpoints" / (part or ""), every_n_steps))
     trainer: pl.Trainer = instantiate(
         cfg.trainer, logger=loggers or False, callbacks=callbacks + extra, default_root_dir=str(output_dir)
     )

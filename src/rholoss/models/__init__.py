@@ -1,8 +1,8 @@
 """Plain ``nn.Module`` classifiers, built from ``input_shape`` and ``num_classes`` (text models also
 from the datamodule's ``model_kwargs``); no Lightning inside.
 
-The CIFAR families take 32x32 images (small stems, little downsampling); ``torchvision_resnet50``
-is the ImageNet-size model for Clothing-1M.
+The CIFAR families take 32x32 images (small stems, little downsampling); ``torchvision_resnet18``
+and ``torchvision_resnet50`` are the ImageNet-size models for Clothing-1M.
 """
 
 from rholoss.models.cnn import SmallCNN
@@ -13,7 +13,7 @@ from rholoss.models.mlp import MLP
 from rholoss.models.mobilenet import CifarMobileNetV2
 from rholoss.models.resnet import CifarResNet, resnet18, resnet34, resnet50
 from rholoss.models.text import SequenceClassifier
-from rholoss.models.torchvision_resnet import torchvision_resnet50
+from rholoss.models.torchvision_resnet import torchvision_resnet18, torchvision_resnet50
 from rholoss.models.vgg import CifarVGG, vgg11_bn
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "resnet18",
     "resnet34",
     "resnet50",
+    "torchvision_resnet18",
     "torchvision_resnet50",
     "vgg11_bn",
 ]

@@ -1,40 +1,56 @@
-"""torchvision's ImageNet ResNet-50 (224x224 inputs) for Clothing-1M, optionally from local weights.
+"""torchvision's ImageNet ResNets (224x224 inputs) for Clothing-1M, optionally from local weights:
+ResNet-18 for the IL model and ResNet-50 for the target, as in the paper's release.
 
-Weights are never downloaded: runs must work offline and on clusters without internet, so a
+The CIFAR ResNets keep full resolution through a 3x3 stem, which at 224x224 costs ~15x the compute of
+the ImageNet stem (7x7 stride-2 convolution and max-pool); these models are the ones to use on large
+images. Weights are never downloaded: runs must work offline and on clusters without internet, so a
 pretrained model is one whose weights file the user put on disk (``pretrained_path``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import resnet50
+from torchvision.models import resnet18, resnet50
 
 from rholoss.models.layers import image_channels
 
+BUILDERS: dict[int, Callable[..., nn.Module]] = {18: resnet18, 50: resnet50}
 
-def torchvision_resnet50(
-    input_shape: Sequence[int], num_classes: int, pretrained_path: str | None = None
+
+def torchvision_resnet18(input_shape: Sequence[int], num_classes: int, pretrained_path: str | None = None) -> nn.Module:
+    """ImageNet ResNet-18 with a ``num_classes`` output layer (see :func:`torchvision_resnet`)."""
+    return torchvision_resnet(18, input_shape, num_classes, pretrained_path)
+
+
+def torchvision_resnet50(input_shape: Sequence[int], num_classes: int, pretrained_path: str | None = None) -> nn.Module:
+    """ImageNet ResNet-50 with a ``num_classes`` output layer (see :func:`torchvision_resnet`)."""
+    return torchvision_resnet(50, input_shape, num_classes, pretrained_path)
+
+
+def torchvision_resnet(
+    depth: int, input_shape: Sequence[int], num_classes: int, pretrained_path: str | None = None
 ) -> nn.Module:
-    """ResNet-50 with a ``num_classes`` output layer. ``pretrained_path``: a state dict saved by
-    torchvision (e.g. ImageNet weights, ``resnet50-*.pth``) or by a previous run; its output layer
-    is kept only if it has ``num_classes`` outputs, otherwise the new one stays freshly initialised."""
+    """``pretrained_path``: a state dict saved by torchvision (e.g. ImageNet weights,
+    ``resnet50-*.pth``) or by a previous run; its output layer is kept only if it has ``num_classes``
+    outputs, otherwise the new one stays freshly initialised."""
+    name = f"torchvision_resnet{depth}"
     if image_channels(input_shape) != 3:
-        raise ValueError(f"torchvision_resnet50 takes RGB images (3 channels), got input_shape={tuple(input_shape)}.")
-    model = resnet50(weights=None, num_classes=num_classes)
+        raise ValueError(f"{name} takes RGB images (3 channels), got input_shape={tuple(input_shape)}.")
+    model = BUILDERS[depth](weights=None, num_classes=num_classes)
     if pretrained_path is not None:
-        load_weights(model, Path(pretrained_path))
+        load_weights(model, Path(pretrained_path), f"ResNet-{depth}", f"resnet{depth}-*.pth")
     return model
 
 
-def load_weights(model: nn.Module, path: Path) -> None:
+def load_weights(model: nn.Module, path: Path, architecture: str, file_pattern: str) -> None:
     if not path.is_file():
         raise FileNotFoundError(
-            f"model.pretrained_path={path} does not exist. Weights are never downloaded: put a ResNet-50 "
-            "state dict there (e.g. torchvision's resnet50-0676ba61.pth, copied from a machine with internet), "
+            f"model.pretrained_path={path} does not exist. Weights are never downloaded: put a {architecture} "
+            f"state dict there (e.g. torchvision's {file_pattern}, copied from a machine with internet), "
             "or set model.pretrained_path=null to train from scratch."
         )
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -46,9 +62,9 @@ def load_weights(model: nn.Module, path: Path) -> None:
     try:
         missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in head}, strict=False)
     except RuntimeError as error:  # a tensor of the wrong shape
-        raise ValueError(f"{path} does not hold ResNet-50 weights: {error}") from None
+        raise ValueError(f"{path} does not hold {architecture} weights: {error}") from None
     if unexpected or set(missing) - head:
         raise ValueError(
-            f"{path} does not hold ResNet-50 weights: missing {sorted(set(missing) - head)[:5]}, "
+            f"{path} does not hold {architecture} weights: missing {sorted(set(missing) - head)[:5]}, "
             f"unexpected {sorted(unexpected)[:5]}."
         )
