@@ -114,20 +114,24 @@ def test_a_bad_checkpoint_is_a_clear_error(tmp_path: Path, damage: str) -> None:
         train(synthetic(tmp_path, "train", "selection=uniform", f"resume={path.parent.parent if damage == 'missing' else path}", output="out") if damage != "missing" else synthetic(tmp_path, "train", "selection=uniform", f"resume={tmp_path / 'nowhere'}", output="out"))
 
 
-def test_non_finite_loss_stops_with_the_step_and_keeps_a_finite_checkpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("stage", "config"), [(train, "train"), (train_irreducible, "train_irreducible")])
+def test_non_finite_loss_stops_with_the_step_and_keeps_a_finite_checkpoint(tmp_path: Path, stage: Any, config: str) -> None:
+    selection = ["selection=uniform"] if config == "train" else []
     with pytest.raises(NonFiniteLossError, match=r"NaN or infinite at step \d+") as error:
-        train(
+        stage(
             synthetic(
-                tmp_path, "train", "selection=uniform", "optimizer.lr=1e30", "trainer.max_steps=200",
+                tmp_path, config, *selection, "optimizer.lr=1e30", "trainer.max_steps=200",
                 "trainer.log_every_n_steps=1", "checkpoint.every_n_steps=1", output="run",
             )
         )
     folder = tmp_path / "run" / "checkpoints"
     failed = list(folder.glob("failed-step*.ckpt"))
     assert len(failed) == 1 and str(failed[0]) in str(error.value)
+    assert f"resume={folder / 'last.ckpt'}" in str(error.value)
     last = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=False)
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values() if t.is_floating_point())
     assert not (tmp_path / "run" / "results.json").exists()
+    assert not list((tmp_path / ".cache").rglob("il-*.pt"))  # no store from a diverged IL model
 
 
 @pytest.mark.slow
