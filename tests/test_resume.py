@@ -134,6 +134,20 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_a_finite_checkpoint(tmp_p
     assert not list((tmp_path / ".cache").rglob("il-*.pt"))  # no store from a diverged IL model
 
 
+def test_without_periodic_checkpoints_a_non_finite_loss_still_stops_the_run(tmp_path: Path) -> None:
+    overrides = ["selection=uniform", "optimizer.lr=1e30", "trainer.max_steps=200", "trainer.log_every_n_steps=1"]
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+ .*\(no earlier checkpoint was saved\)"):
+        train(synthetic(tmp_path, "train", *overrides, "checkpoint.every_n_steps=null", output="run"))
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()][0].startswith("failed-step")
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_checkpoint_every_zero_steps_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"checkpoint.every_n_steps must be at least 1, or null .*got 0"):
+        train(synthetic(tmp_path, "train", "selection=uniform", "checkpoint.every_n_steps=0", output="run"))
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
 @pytest.mark.slow
 def test_same_seed_same_splits_noise_selections_and_weights(tmp_path: Path, selected: list[torch.Tensor]) -> None:
     def run(seed: int, output: str) -> dict:

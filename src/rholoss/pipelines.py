@@ -398,9 +398,8 @@ def _model(cfg: DictConfig, datamodule: PoolDataModule) -> torch.nn.Module:
 def _trainer(cfg: DictConfig, output_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    every_n_steps = cfg.get("checkpoint", {}).get("every_n_steps")
-    if every_n_steps:
-        extra.append(StepCheckpoint(output_dir / "checkpoints", every_n_steps))
+    # Always there: without periodic checkpoints it still stops the run on a NaN or infinite loss.
+    extra.append(StepCheckpoint(output_dir / "checkpoints", cfg.get("checkpoint", {}).get("every_n_steps")))
     trainer: pl.Trainer = instantiate(
         cfg.trainer, logger=loggers or False, callbacks=callbacks + extra, default_root_dir=str(output_dir)
     )
