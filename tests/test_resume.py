@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import pytorch_lightning as pl
 import torch
 
-from rholoss.callbacks import CheckpointError, NonFiniteLossError
+from rholoss.callbacks import CheckpointError, NonFiniteLossError, StepCheckpoint, resolve_resume
 from rholoss.modules import OnlineBatchSelection
 from rholoss.pipelines import train, train_irreducible
 from tests.test_pipeline import synthetic
@@ -132,6 +133,27 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_a_finite_checkpoint(tmp_p
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values() if t.is_floating_point())
     assert not (tmp_path / "run" / "results.json").exists()
     assert not list((tmp_path / ".cache").rglob("il-*.pt"))  # no store from a diverged IL model
+
+
+def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path: Path) -> None:
+    callback = StepCheckpoint(tmp_path, every_n_steps=1)
+    saved = {"state_dict": {"w": torch.ones(3)}, "loops": {}}
+
+    def save_checkpoint(path: Path) -> None:
+        torch.save(saved, path)
+
+    trainer = SimpleNamespace(save_checkpoint=save_checkpoint, is_global_zero=True, strategy=SimpleNamespace(barrier=lambda name: None))
+    callback.save(trainer, callback.last_path)
+
+    def killed_mid_write(path: Path) -> None:
+        Path(path).write_bytes(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt  # the job is killed while the new checkpoint is being written
+
+    trainer.save_checkpoint = killed_mid_write
+    with pytest.raises(KeyboardInterrupt):
+        callback.save(trainer, callback.last_path)
+    assert resolve_resume(callback.last_path) == callback.last_path  # still a whole checkpoint
+    assert torch.equal(torch.load(callback.last_path, weights_only=False)["state_dict"]["w"], torch.ones(3))
 
 
 def test_without_periodic_checkpoints_a_non_finite_loss_still_stops_the_run(tmp_path: Path) -> None:
