@@ -43,7 +43,8 @@ class StepCheckpoint(pl.Callback):
     def __init__(self, dirpath: Path | str, every_n_steps: int | None) -> None:
         if every_n_steps is not None and every_n_steps < 1:
             raise ValueError(
-                f"checkpoint.every_n_steps must be at least 1, or null for no periodic checkpoints; got {every_n_steps}."
+                "checkpoint.every_n_steps must be at least 1, or null for no periodic checkpoints; "
+                f"got {every_n_steps}."
             )
         self.dirpath = Path(dirpath)
         self.every_n_steps = every_n_steps

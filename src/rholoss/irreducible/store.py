@@ -21,7 +21,10 @@ from rholoss.data.fingerprint import fingerprint_differences
 
 FORMAT_VERSION = 1
 # What to do about any store that cannot be used.
-_FIX = "Point irreducible.path at a store written by run_irreducible.py, or delete this one and rerun run_irreducible.py."
+_FIX = (
+    "Point irreducible.path at a store written by run_irreducible.py, or delete this one and rerun "
+    "run_irreducible.py."
+)
 
 
 class StoreError(RuntimeError):
