@@ -116,6 +116,7 @@ def test_strategies_never_share_a_cache_entry(two_halves) -> None:
         ("irreducible.strategy=halves", "strategy must be one of"),
         ("irreducible.holdout_fraction=0", r"holdout_fraction must be in \(0, 1\]"),
         ("irreducible.holdout_fraction=0.5 irreducible.strategy=two_halves", "applies to irreducible.strategy=holdout only"),
+        ("irreducible.strategy=two_halves resume=/any/run", "resume= continues one IL model; .* trains two: start it afresh"),
     ],
 )
 def test_bad_il_settings_fail_before_any_output(tmp_path: Path, override: str, message: str) -> None:

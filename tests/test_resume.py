@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import pytorch_lightning as pl
 import torch
 
-from rholoss.callbacks import CheckpointError, NonFiniteLossError
+from rholoss.callbacks import CheckpointError, NonFiniteLossError, StepCheckpoint, resolve_resume
 from rholoss.modules import OnlineBatchSelection
 from rholoss.pipelines import train, train_irreducible
 from tests.test_pipeline import synthetic
@@ -114,19 +115,58 @@ def test_a_bad_checkpoint_is_a_clear_error(tmp_path: Path, damage: str) -> None:
         train(synthetic(tmp_path, "train", "selection=uniform", f"resume={path.parent.parent if damage == 'missing' else path}", output="out") if damage != "missing" else synthetic(tmp_path, "train", "selection=uniform", f"resume={tmp_path / 'nowhere'}", output="out"))
 
 
-def test_non_finite_loss_stops_with_the_step_and_keeps_a_finite_checkpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("stage", "config"), [(train, "train"), (train_irreducible, "train_irreducible")])
+def test_non_finite_loss_stops_with_the_step_and_keeps_a_finite_checkpoint(tmp_path: Path, stage: Any, config: str) -> None:
+    selection = ["selection=uniform"] if config == "train" else []
     with pytest.raises(NonFiniteLossError, match=r"NaN or infinite at step \d+") as error:
-        train(
+        stage(
             synthetic(
-                tmp_path, "train", "selection=uniform", "optimizer.lr=1e30", "trainer.max_steps=200",
+                tmp_path, config, *selection, "optimizer.lr=1e30", "trainer.max_steps=200",
                 "trainer.log_every_n_steps=1", "checkpoint.every_n_steps=1", output="run",
             )
         )
     folder = tmp_path / "run" / "checkpoints"
     failed = list(folder.glob("failed-step*.ckpt"))
     assert len(failed) == 1 and str(failed[0]) in str(error.value)
+    assert f"resume={folder / 'last.ckpt'}" in str(error.value)
     last = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=False)
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values() if t.is_floating_point())
+    assert not (tmp_path / "run" / "results.json").exists()
+    assert not list((tmp_path / ".cache").rglob("il-*.pt"))  # no store from a diverged IL model
+
+
+def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path: Path) -> None:
+    callback = StepCheckpoint(tmp_path, every_n_steps=1)
+    saved = {"state_dict": {"w": torch.ones(3)}, "loops": {}}
+
+    def save_checkpoint(path: Path) -> None:
+        torch.save(saved, path)
+
+    trainer = SimpleNamespace(save_checkpoint=save_checkpoint, is_global_zero=True, strategy=SimpleNamespace(barrier=lambda name: None))
+    callback.save(trainer, callback.last_path)
+
+    def killed_mid_write(path: Path) -> None:
+        Path(path).write_bytes(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt  # the job is killed while the new checkpoint is being written
+
+    trainer.save_checkpoint = killed_mid_write
+    with pytest.raises(KeyboardInterrupt):
+        callback.save(trainer, callback.last_path)
+    assert resolve_resume(callback.last_path) == callback.last_path  # still a whole checkpoint
+    assert torch.equal(torch.load(callback.last_path, weights_only=False)["state_dict"]["w"], torch.ones(3))
+
+
+def test_without_periodic_checkpoints_a_non_finite_loss_still_stops_the_run(tmp_path: Path) -> None:
+    overrides = ["selection=uniform", "optimizer.lr=1e30", "trainer.max_steps=200", "trainer.log_every_n_steps=1"]
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+ .*\(no earlier checkpoint was saved\)"):
+        train(synthetic(tmp_path, "train", *overrides, "checkpoint.every_n_steps=null", output="run"))
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()][0].startswith("failed-step")
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_checkpoint_every_zero_steps_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"checkpoint.every_n_steps must be at least 1, or null .*got 0"):
+        train(synthetic(tmp_path, "train", "selection=uniform", "checkpoint.every_n_steps=0", output="run"))
     assert not (tmp_path / "run" / "results.json").exists()
 
 

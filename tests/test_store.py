@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from rholoss.data.fingerprint import pool_fingerprint
 from rholoss.irreducible import IrreducibleLossStore, StoreError, find_store, store_path
 from rholoss.irreducible.store import FORMAT_VERSION, pool_folder
 
-RERUN = "delete it and rerun run_irreducible.py"
+RERUN = "delete this one and rerun run_irreducible.py"
 
 
 def fingerprint(pool_size: int = 10, label_noise: float = 0.1, labels: torch.Tensor | None = None) -> dict:
@@ -116,8 +117,37 @@ def test_non_store_files_are_store_errors(tmp_path: Path) -> None:
         ("future.pt", {"format_version": FORMAT_VERSION + 1, "losses": torch.zeros(10), "fingerprint": {}}),
     ):
         torch.save(payload, tmp_path / name)
-        with pytest.raises(StoreError, match=f"not an IL store of format version {FORMAT_VERSION}"):
+        with pytest.raises(StoreError, match=f"not an IL store of format version {FORMAT_VERSION}") as info:
             IrreducibleLossStore.load(tmp_path / name)
+        assert RERUN in str(info.value)
+
+
+@pytest.mark.parametrize("content", ["checkpoint", "random bytes"])
+def test_files_torch_refuses_to_unpickle_are_named_not_a_store(tmp_path: Path, content: str) -> None:
+    """A training checkpoint given as irreducible.path (it pickles config objects) or random bytes:
+    torch's own advice (load with weights_only=False) is no fix, so the error gives ours instead."""
+    path = tmp_path / "il.pt"
+    if content == "checkpoint":
+        torch.save({"state_dict": {}, "hyper_parameters": OmegaConf.create({"lr": 0.1})}, path)
+    else:
+        path.write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(StoreError, match=r"il.pt is not an IL store: it holds objects other than tensors") as info:
+        IrreducibleLossStore.load(path)
+    assert RERUN in str(info.value) and "weights_only" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"format_version": FORMAT_VERSION, "fingerprint": {}}, "losses must be a 1-D float32 tensor, got NoneType"),
+        ({"format_version": FORMAT_VERSION, "losses": torch.zeros(10)}, "has no fingerprint of the pool"),
+    ],
+)
+def test_a_store_missing_a_part_is_a_store_error(tmp_path: Path, payload: dict, message: str) -> None:
+    torch.save(payload, tmp_path / "il.pt")
+    with pytest.raises(StoreError, match=message) as info:
+        IrreducibleLossStore.load(tmp_path / "il.pt")
+    assert RERUN in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -138,8 +168,9 @@ def test_non_finite_losses_are_store_errors(tmp_path: Path) -> None:
     losses[7] = float("inf")
     losses[8] = float("-inf")
     path = IrreducibleLossStore(losses, fingerprint(), {}).save(tmp_path / "il.pt")
-    with pytest.raises(StoreError, match="4 of 10 irreducible losses are NaN or infinite"):
+    with pytest.raises(StoreError, match="4 of 10 irreducible losses are NaN or infinite") as info:
         IrreducibleLossStore.load(path)
+    assert RERUN in str(info.value)
 
 
 def test_check_matches_names_the_differing_field() -> None:

@@ -7,6 +7,7 @@ small BERT built from a config.
 
 from __future__ import annotations
 
+import ast
 import csv
 import sys
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from rholoss.irreducible import IrreducibleLossStore
 from rholoss.models import SequenceClassifier
 from rholoss.modules import OnlineBatchSelection
 from rholoss.pipelines import build_model, irreducible_overrides, train, train_irreducible
-from tests.conftest import QUIET, compose_config
+from tests.conftest import QUIET, ROOT, compose_config
 from tests.fixtures import build_wordpiece_tokenizer, write_glue_task
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
@@ -208,6 +209,48 @@ def test_pretrained_weights_offline_are_a_clear_error(tmp_path: Path) -> None:
         build_model(cfg.model, (128,), 2, vocab_size=30000, pad_token_id=0)
 
 
+@pytest.fixture(scope="module")
+def saved_classifier(glue: dict, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SequenceClassifier]:
+    """A 3-class classifier and its tokenizer written by save_pretrained(), as a fine-tuned checkpoint
+    from the hub would be cached: any AutoModelForSequenceClassification folder or name loads alike."""
+    folder = tmp_path_factory.mktemp("pretrained") / "tiny-bert-3-labels"
+    dm = datamodule(glue)
+    torch.manual_seed(1)
+    model = SequenceClassifier(dm.input_shape, 3, config=TINY, **dm.model_kwargs())
+    model.model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(glue["tokenizer"]).save_pretrained(folder)
+    return folder, model
+
+
+def test_any_pretrained_classifier_loads_its_body_with_a_head_for_this_task(glue: dict, saved_classifier) -> None:
+    folder, saved = saved_classifier
+    overrides = ["paths.output_dir=/tmp/unused", "datamodule=cola", "model=albert_base", f"model.pretrained={folder}"]
+    cfg = compose_config("train", overrides)
+    assert cfg.datamodule.tokenizer == str(folder)  # the tokenizer follows model.pretrained
+    dm = datamodule(glue, tokenizer=cfg.datamodule.tokenizer)
+    model = build_model(cfg.model, dm.input_shape, dm.num_classes, **dm.model_kwargs())
+    loaded, before = model.model.state_dict(), saved.model.state_dict()
+    body = [name for name in before if not name.startswith("classifier.")]
+    assert body and all(torch.equal(loaded[name], before[name]) for name in body)
+    assert model.model.classifier.out_features == 2  # the saved 3-class head is replaced for CoLA's 2 classes
+    _, x, _ = next(iter(dm.pool_dataloader()))
+    assert model(x).shape == (len(x["input_ids"]), 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"vocab_size": 10_000}, r"The tokenizer has 10000 ids but .* embeds \d+: use the model's own tokenizer"),
+        ({"input_shape": (64,)}, r"datamodule.max_length=64 exceeds the 24 positions of .*: lower it"),
+    ],
+)
+def test_a_pretrained_model_that_does_not_fit_the_data_is_refused(saved_classifier, kwargs: dict, message: str) -> None:
+    folder, saved = saved_classifier
+    settings = {"input_shape": (24,), "num_classes": 2, "vocab_size": saved.model.config.vocab_size, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        SequenceClassifier(**settings, pretrained=str(folder))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
@@ -330,6 +373,24 @@ def test_a_main_experiment_points_to_its_irred_experiment_for_the_il_store() -> 
     # The same data settings (batch sizes aside): the same pool, so the store the one makes fits the other.
     differing = {k for k in irred.datamodule if irred.datamodule[k] != main.datamodule[k]}
     assert differing == {"batch_size"}
+
+
+def test_the_core_imports_no_hugging_face_package_at_module_level() -> None:
+    """The [nlp] extra is optional: Hugging Face packages are imported only inside the functions that
+    use them, so importing any rholoss module works without them (torchmetrics, which Lightning
+    imports, checks for them itself). Read from the source: in this process they are installed."""
+    optional = {"transformers", "datasets", "tokenizers"}
+    top_level = []
+    for path in sorted((ROOT / "src" / "rholoss").rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:  # module-level statements only
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            )
+            top_level += [f"{path.name}: {name}" for name in names if name.split(".")[0] in optional]
+    assert top_level == []
+    # and the text code does import them where it runs (the check above is not vacuous)
+    text = (ROOT / "src" / "rholoss" / "models" / "text.py").read_text()
+    assert "from transformers import AutoModelForSequenceClassification" in text
 
 
 def test_without_the_nlp_extra_text_names_the_install(glue: dict, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -406,9 +406,9 @@ def _trainer(
         for c in (cfg.get("logger") or {}).values()
     ]
     extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    # Always there: without periodic checkpoints it still stops the run on a NaN or infinite loss.
     every_n_steps = cfg.get("checkpoint", {}).get("every_n_steps")
-    if every_n_steps:
-        extra.append(StepCheckpoint(output_dir / "checkpoints" / (part or ""), every_n_steps))
+    extra.append(StepCheckpoint(output_dir / "checkpoints" / (part or ""), every_n_steps))
     trainer: pl.Trainer = instantiate(
         cfg.trainer, logger=loggers or False, callbacks=callbacks + extra, default_root_dir=str(output_dir)
     )

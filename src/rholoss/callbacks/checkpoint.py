@@ -31,7 +31,8 @@ class CheckpointError(RuntimeError):
 
 class StepCheckpoint(pl.Callback):
     """Every ``every_n_steps`` optimizer steps and at the end of training, write ``dirpath/last.ckpt``
-    atomically (a temp file renamed over it: a kill mid-write leaves the previous checkpoint).
+    atomically (a temp file renamed over it: a kill mid-write leaves the previous checkpoint);
+    ``every_n_steps=None`` writes no periodic checkpoints but still stops on a non-finite loss.
 
     It also watches the training loss: a NaN or infinite loss is recorded on the device (no host sync
     per step) and read every ``log_every_n_steps`` steps and before every save, so ``last.ckpt``
@@ -39,9 +40,12 @@ class StepCheckpoint(pl.Callback):
     ``failed-step<N>.ckpt`` and stops with :class:`NonFiniteLossError` naming the first bad step.
     """
 
-    def __init__(self, dirpath: Path | str, every_n_steps: int) -> None:
-        if every_n_steps < 1:
-            raise ValueError(f"checkpoint.every_n_steps must be at least 1, got {every_n_steps}.")
+    def __init__(self, dirpath: Path | str, every_n_steps: int | None) -> None:
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ValueError(
+                "checkpoint.every_n_steps must be at least 1, or null for no periodic checkpoints; "
+                f"got {every_n_steps}."
+            )
         self.dirpath = Path(dirpath)
         self.every_n_steps = every_n_steps
         self._rng_to_restore: dict[str, Any] | None = None
@@ -70,7 +74,7 @@ class StepCheckpoint(pl.Callback):
         if loss is not None:
             self._watch(loss.detach(), trainer.global_step)
         step = trainer.global_step
-        save_now = step % self.every_n_steps == 0
+        save_now = self.every_n_steps is not None and step % self.every_n_steps == 0
         if save_now or step % trainer.log_every_n_steps == 0:
             self._stop_if_non_finite(trainer)
         if save_now:
@@ -79,7 +83,7 @@ class StepCheckpoint(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The final state too, so a finished run can be extended (resume= with more trainer.max_steps).
         self._stop_if_non_finite(trainer)
-        if trainer.global_step % self.every_n_steps:
+        if self.every_n_steps is not None and trainer.global_step % self.every_n_steps:
             self.save(trainer, self.last_path)
 
     def save(self, trainer: pl.Trainer, path: Path) -> None:

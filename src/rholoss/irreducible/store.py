@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,11 @@ from rholoss.atomic import atomic_torch_save
 from rholoss.data.fingerprint import fingerprint_differences
 
 FORMAT_VERSION = 1
+# What to do about any store that cannot be used.
+_FIX = (
+    "Point irreducible.path at a store written by run_irreducible.py, or delete this one and rerun "
+    "run_irreducible.py."
+)
 
 
 class StoreError(RuntimeError):
@@ -47,19 +53,32 @@ class IrreducibleLossStore:
             raise StoreError(f"No IL store at {path}.")
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            # torch's own message here advises weights_only=False, which is no fix for a file that
+            # is not a store (a training checkpoint given as irreducible.path, or random bytes).
+            raise StoreError(
+                f"{path} is not an IL store: it holds objects other than tensors and plain values (a training "
+                f"checkpoint?) or is not a torch file at all. {_FIX}"
+            ) from None
         except Exception as error:
             raise StoreError(
                 f"Cannot read the IL store {path} ({type(error).__name__}: {error}). The file is truncated "
-                "or not an IL store: delete it and rerun run_irreducible.py."
+                f"or not an IL store. {_FIX}"
             ) from None
         if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
-            raise StoreError(f"{path} is not an IL store of format version {FORMAT_VERSION}.")
-        losses = payload["losses"]
-        if losses.dtype != torch.float32 or losses.ndim != 1:
-            raise StoreError(f"{path}: losses must be a 1-D float32 tensor, got {losses.dtype} {tuple(losses.shape)}.")
+            raise StoreError(f"{path} is not an IL store of format version {FORMAT_VERSION}. {_FIX}")
+        losses = payload.get("losses")
+        if not isinstance(losses, Tensor) or losses.dtype != torch.float32 or losses.ndim != 1:
+            found = f"{losses.dtype} {tuple(losses.shape)}" if isinstance(losses, Tensor) else type(losses).__name__
+            raise StoreError(f"{path}: losses must be a 1-D float32 tensor, got {found}. {_FIX}")
+        if not isinstance(payload.get("fingerprint"), dict):
+            raise StoreError(f"{path} has no fingerprint of the pool it was made for. {_FIX}")
         bad = (~torch.isfinite(losses)).sum()
         if bad:
-            raise StoreError(f"{path}: {int(bad)} of {len(losses)} irreducible losses are NaN or infinite.")
+            raise StoreError(
+                f"{path}: {int(bad)} of {len(losses)} irreducible losses are NaN or infinite (a diverged IL "
+                f"model?). {_FIX}"
+            )
         return cls(losses, payload["fingerprint"], payload.get("metadata", {}))
 
     def check_matches(self, fingerprint: dict[str, Any], path: Path | str = "the IL store") -> None:
@@ -70,7 +89,9 @@ class IrreducibleLossStore:
                 "Make a store for this data with run_irreducible.py and the same datamodule settings."
             )
         if len(self.losses) != fingerprint["pool_size"]:
-            raise StoreError(f"{path} holds {len(self.losses)} losses for a pool of {fingerprint['pool_size']}.")
+            raise StoreError(
+                f"{path} holds {len(self.losses)} losses for a pool of {fingerprint['pool_size']}. {_FIX}"
+            )
 
 
 def pool_folder(cache_dir: Path, fingerprint: dict[str, Any]) -> Path:

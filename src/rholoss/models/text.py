@@ -20,7 +20,8 @@ class SequenceClassifier(nn.Module):
 
     Args:
         input_shape: ``(max_length,)`` from the text datamodule: the longest sequence it serves.
-        num_classes: size of the classification head (always fresh, also on a pretrained body).
+        num_classes: size of the classification head: fresh on a pretrained body (ALBERT-base has no
+            head), or the checkpoint's own head where it has this many classes.
         vocab_size, pad_token_id: from the datamodule's tokenizer; size the embeddings of a model built
             from ``config``, and are checked against a pretrained model's.
         pretrained: a hub name or local folder; None builds ``architecture`` from ``config``.
@@ -78,7 +79,11 @@ def _load_pretrained(name: str, num_classes: int, cache_dir: str | None) -> nn.M
     from transformers import AutoModelForSequenceClassification
 
     try:
-        return AutoModelForSequenceClassification.from_pretrained(name, num_labels=num_classes, cache_dir=cache_dir)
+        # A checkpoint fine-tuned for another number of classes keeps its body; its head is replaced
+        # (without ignore_mismatched_sizes transformers refuses to load it at all).
+        return AutoModelForSequenceClassification.from_pretrained(
+            name, num_labels=num_classes, cache_dir=cache_dir, ignore_mismatched_sizes=True
+        )
     except OSError as error:
         where = "Hugging Face offline mode is on" if hub_offline() else "the hub could not provide them"
         raise OSError(
