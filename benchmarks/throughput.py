@@ -104,11 +104,14 @@ def forward_images_per_second(x_pool, large_batch: int, precision: str, repeats:
 def loader_batches_per_second(datamodule, on_device: bool, batches: int) -> float:
     """Large batches per second of the training loader alone (no model): what the data path costs."""
     datamodule.on_device, datamodule.trainer = on_device, None
-    loader = iter(datamodule.train_dataloader())
-    next(loader)  # the on-device path's one-off copy; the DataLoader's iterator start
+    next(iter(datamodule.train_dataloader()))  # the on-device path's one-off copy to the device
     start = time.perf_counter()
-    for _ in range(batches):
-        next(loader)
+    drawn = 0
+    while drawn < batches:  # the pool holds fewer large batches than asked for: go on over epochs
+        for _ in datamodule.train_dataloader():
+            drawn += 1
+            if drawn == batches:
+                break
     datamodule.on_device = True
     return batches / (time.perf_counter() - start)
 

@@ -39,9 +39,12 @@ class ClassifierModule(pl.LightningModule):
         self.log_interval_means({"train/loss": loss})
         return loss
 
-    def log_interval_means(self, values: dict[str, Tensor], current: dict[str, Tensor] | None = None) -> None:
+    def log_interval_means(
+        self, values: dict[str, Tensor], current: Callable[[], dict[str, Tensor]] | None = None
+    ) -> None:
         """Sum ``values`` on the device each step; every ``log_every_n_steps`` steps, log their mean
-        over the interval together with ``current`` (running totals, logged as they are now).
+        over the interval together with what ``current`` returns (running totals as they are now,
+        computed only on the steps that log).
 
         One ``self.log`` call costs milliseconds of Python, as much as a small model's step, so the
         per-step path only adds tensors (no host sync) and Lightning sees one call per interval.
@@ -56,7 +59,7 @@ class ClassifierModule(pl.LightningModule):
         # sync_dist: under DDP the logged values are means over the ranks (a no-op on one device).
         if "train/loss" in means:  # shown on the progress bar
             self.log("train/loss", means.pop("train/loss"), prog_bar=True, sync_dist=True)
-        self.log_dict({**means, **(current or {})}, sync_dist=True)
+        self.log_dict({**means, **(current() if current else {})}, sync_dist=True)
         self._interval_sums, self._interval_steps = {}, 0
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -215,19 +215,13 @@ class OnlineBatchSelection(ClassifierModule):
         positions = selection.positions
         selected_index = index[positions]
         self.selection_counts.index_add_(0, selected_index, torch.ones_like(selected_index))
-        total = self.selection_counts.sum()
-        step_means = {"train/loss": loss}
-        running = {}
         if self.corrupted.numel():
             self.num_selected_corrupted += self.corrupted[selected_index].sum()
-            running["selection/noisy_fraction"] = self.num_selected_corrupted / total
         if self.relevant.numel():
             self.num_selected_relevant += self.relevant[selected_index].sum()
-            running["selection/relevant_fraction"] = self.num_selected_relevant / total
+        step_means = {"train/loss": loss}
         if selection.scores is not None:
             step_means["selection/top20_score_share"] = top_score_share(selection.scores, 0.2)
-        chosen = torch.zeros(len(index), dtype=torch.bool, device=index.device)
-        chosen[positions] = True
         quantities = {}
         if scored.logits is not None:
             quantities["loss"] = scored.loss
@@ -235,10 +229,23 @@ class OnlineBatchSelection(ClassifierModule):
             quantities["irreducible_loss"] = scored.irreducible_loss
         if len(quantities) == 2:
             quantities["reducible_loss"] = quantities["loss"] - quantities["irreducible_loss"]
-        for name, values in quantities.items():
-            step_means[f"selection/{name}_selected"] = _masked_mean(values, chosen)
-            step_means[f"selection/{name}_not_selected"] = _masked_mean(values, ~chosen)
-        self.log_interval_means(step_means, running)
+        if quantities:
+            chosen = torch.zeros(len(index), dtype=torch.bool, device=index.device)
+            chosen[positions] = True
+            for name, values in quantities.items():
+                step_means[f"selection/{name}_selected"] = _masked_mean(values, chosen)
+                step_means[f"selection/{name}_not_selected"] = _masked_mean(values, ~chosen)
+        self.log_interval_means(step_means, self._running_fractions)
+
+    def _running_fractions(self) -> dict[str, Tensor]:
+        """Shares of all points selected so far that were noisy / relevant, as device tensors."""
+        total = self.selection_counts.sum()
+        running = {}
+        if self.corrupted.numel():
+            running["selection/noisy_fraction"] = self.num_selected_corrupted / total
+        if self.relevant.numel():
+            running["selection/relevant_fraction"] = self.num_selected_relevant / total
+        return running
 
 
 def _check_stale_every(method: SelectionMethod, stale_every: int | None) -> None:
