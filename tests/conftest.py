@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -26,15 +27,20 @@ def compose_config(config_name: str, overrides: list[str], return_hydra_config: 
         return compose(config_name, overrides=overrides, return_hydra_config=return_hydra_config)
 
 
+def config_in(root: Path, config_name: str, *overrides: str, output: str = "run") -> DictConfig:
+    """A composed config whose paths all point into ``root``, so stores, data and runs never leak
+    between tests; ``output`` is the run's folder in it."""
+    return compose_config(
+        config_name, [*QUIET, f"paths.root_dir={root}", f"paths.output_dir={root / output}", *overrides]
+    )
+
+
+def synthetic_config(root: Path, config_name: str, *overrides: str, output: str = "run") -> DictConfig:
+    """``config_in`` for the synthetic experiment: the tiny offline pipeline most tests run."""
+    return config_in(root, config_name, "experiment=synthetic_noisy_mlp", *overrides, output=output)
+
+
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., DictConfig]:
-    """``make_config("train", "selection=loss", output="run1")``: a composed config whose paths all
-    point into this test's tmp_path (so stores, data and runs never leak between tests)."""
-
-    def make(config_name: str, *overrides: str, output: str = "run") -> DictConfig:
-        return compose_config(
-            config_name,
-            [*QUIET, f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / output}", *overrides],
-        )
-
-    return make
+    """``make_config("train", "selection=loss", output="run1")``: ``config_in`` this test's tmp_path."""
+    return functools.partial(config_in, tmp_path)

@@ -17,20 +17,13 @@ from rholoss.data.splits import pool_halves
 from rholoss.irreducible import IrreducibleLossStore, store_path
 from rholoss.modules import ClassifierModule
 from rholoss.pipelines import build_model, train, train_irreducible
-from tests.conftest import QUIET, compose_config
-
-
-def synthetic(root: Path, config_name: str, *overrides: str, output: str) -> DictConfig:
-    return compose_config(
-        config_name,
-        [*QUIET, f"paths.root_dir={root}", f"paths.output_dir={root / output}", "experiment=synthetic_noisy_mlp", *overrides],
-    )
+from tests.conftest import synthetic_config
 
 
 @pytest.fixture(scope="module")
 def two_halves(tmp_path_factory: pytest.TempPathFactory) -> tuple[DictConfig, dict]:
     root = tmp_path_factory.mktemp("two_halves")
-    cfg = synthetic(root, "train_irreducible", "irreducible.strategy=two_halves", "trainer.max_steps=40", output="il")
+    cfg = synthetic_config(root, "train_irreducible", "irreducible.strategy=two_halves", "trainer.max_steps=40", output="il")
     return cfg, train_irreducible(cfg)
 
 
@@ -91,7 +84,7 @@ def test_irreducible_losses_from_two_halves_flag_noisy_points(two_halves) -> Non
 def test_holdout_fraction_trains_on_that_share_of_the_holdout(tmp_path: Path) -> None:
     runs = {
         fraction: train_irreducible(
-            synthetic(tmp_path, "train_irreducible", f"irreducible.holdout_fraction={fraction}", "trainer.max_steps=5",
+            synthetic_config(tmp_path, "train_irreducible", f"irreducible.holdout_fraction={fraction}", "trainer.max_steps=5",
                       "val_every_n_steps=5", output=f"il{fraction}")
         )
         for fraction in (1.0, 0.25)
@@ -121,7 +114,7 @@ def test_strategies_never_share_a_cache_entry(two_halves) -> None:
 )
 def test_bad_il_settings_fail_before_any_output(tmp_path: Path, override: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        train_irreducible(synthetic(tmp_path, "train_irreducible", *override.split(), output="il"))
+        train_irreducible(synthetic_config(tmp_path, "train_irreducible", *override.split(), output="il"))
     assert not (tmp_path / "il").exists()
 
 
@@ -136,7 +129,7 @@ def test_one_store_serves_targets_of_other_architectures_and_hyperparameters(two
     for name, overrides in targets.items():
         runs = {
             selection: train(
-                synthetic(root, "train", f"selection={selection}", "trainer.max_steps=20", *overrides, output=name + selection)
+                synthetic_config(root, "train", f"selection={selection}", "trainer.max_steps=20", *overrides, output=name + selection)
             )
             for selection in ("reducible_loss", "loss")
         }

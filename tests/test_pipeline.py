@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import DictConfig
 
 from rholoss.irreducible import IrreducibleLossStore, StoreError
 from rholoss.pipelines import train, train_irreducible
 from rholoss.selection import get_selection, list_selections
-from tests.conftest import QUIET, compose_config
+from tests.conftest import config_in, synthetic_config
 
 RESULT_KEYS = {
     "selection", "seed", "steps", "large_batch_size", "batch_size", "val_curve", "test_acc",
@@ -20,17 +19,10 @@ RESULT_KEYS = {
 }
 
 
-def synthetic(root: Path, config_name: str, *overrides: str, output: str) -> DictConfig:
-    return compose_config(
-        config_name,
-        [*QUIET, f"paths.root_dir={root}", f"paths.output_dir={root / output}", "experiment=synthetic_noisy_mlp", *overrides],
-    )
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("pipeline")
-    return root, train_irreducible(synthetic(root, "train_irreducible", output="il"))
+    return root, train_irreducible(synthetic_config(root, "train_irreducible", output="il"))
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +30,7 @@ def target_runs(workspace: tuple[Path, dict]) -> dict[str, dict]:
     root, _ = workspace
     def run(name: str) -> dict:
         dropout = ["model.dropout=0.1"] if get_selection(name).needs_mc_samples else []
-        return train(synthetic(root, "train", f"selection={name}", *dropout, output=name))
+        return train(synthetic_config(root, "train", f"selection={name}", *dropout, output=name))
 
     return {name: run(name) for name in list_selections()}
 
@@ -92,26 +84,26 @@ def test_rho_loss_avoids_noisy_points_and_learns_faster(target_runs: dict[str, d
 
 
 def test_noisy_selected_fraction_is_null_without_label_noise(tmp_path: Path) -> None:
-    result = train(synthetic(tmp_path, "train", "selection=uniform", "datamodule.label_noise=0", "trainer.max_steps=5", output="run"))
+    result = train(synthetic_config(tmp_path, "train", "selection=uniform", "datamodule.label_noise=0", "trainer.max_steps=5", output="run"))
     assert result["noisy_selected_fraction"] is None
 
 
 def test_missing_store_fails_before_training_with_the_command_that_makes_it(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"python run_irreducible\.py") as error:
-        train(synthetic(tmp_path, "train", "selection=reducible_loss", output="run"))
+        train(synthetic_config(tmp_path, "train", "selection=reducible_loss", output="run"))
     assert "no IL store for this data" in str(error.value)
     assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_explicit_store_path_that_does_not_exist(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="does not exist"):
-        train(synthetic(tmp_path, "train", f"irreducible.path={tmp_path / 'nope.pt'}", output="run"))
+        train(synthetic_config(tmp_path, "train", f"irreducible.path={tmp_path / 'nope.pt'}", output="run"))
 
 
 def test_store_made_for_other_data_is_refused_naming_the_difference(workspace, tmp_path: Path) -> None:
     _, il = workspace
     with pytest.raises(StoreError, match="label_noise: store has 0.2, this run has 0.3"):
-        train(synthetic(tmp_path, "train", f"irreducible.path={il['il_store']}", "datamodule.label_noise=0.3", output="run"))
+        train(synthetic_config(tmp_path, "train", f"irreducible.path={il['il_store']}", "datamodule.label_noise=0.3", output="run"))
 
 
 @pytest.mark.parametrize(
@@ -124,20 +116,20 @@ def test_store_made_for_other_data_is_refused_naming_the_difference(workspace, t
 )
 def test_bad_settings_fail_before_any_output(tmp_path: Path, override: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        train(synthetic(tmp_path, "train", "selection=uniform", override, output="run"))
+        train(synthetic_config(tmp_path, "train", "selection=uniform", override, output="run"))
     assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_bald_without_dropout_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"no dropout layer: use a model with dropout \(e.g. model.dropout=0.1"):
-        train(synthetic(tmp_path, "train", "selection=bald", output="run"))
+        train(synthetic_config(tmp_path, "train", "selection=bald", output="run"))
     assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_same_seed_same_results(workspace, tmp_path: Path) -> None:
     _, il = workspace
     runs = [
-        train(synthetic(tmp_path, "train", f"irreducible.path={il['il_store']}", "trainer.max_steps=20", output=f"run{i}"))
+        train(synthetic_config(tmp_path, "train", f"irreducible.path={il['il_store']}", "trainer.max_steps=20", output=f"run{i}"))
         for i in range(2)
     ]
     assert runs[0]["val_curve"][-1][1] == runs[1]["val_curve"][-1][1]
@@ -148,7 +140,7 @@ def test_same_seed_same_results(workspace, tmp_path: Path) -> None:
 def test_selection_forward_in_bf16(workspace, tmp_path: Path) -> None:
     _, il = workspace
     result = train(
-        synthetic(tmp_path, "train", f"irreducible.path={il['il_store']}", "selection.precision=bf16", "selection.model_mode=eval", output="run")
+        synthetic_config(tmp_path, "train", f"irreducible.path={il['il_store']}", "selection.precision=bf16", "selection.model_mode=eval", output="run")
     )
     assert result["noisy_selected_fraction"] < 0.1
     assert torch.isfinite(torch.tensor(result["test_acc"]))
@@ -158,7 +150,7 @@ def test_selection_forward_in_bf16(workspace, tmp_path: Path) -> None:
 def test_wandb_logger_runs_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    train(synthetic(tmp_path, "train", "selection=uniform", "logger=wandb", "trainer.max_steps=10", "val_every_n_steps=5", output="run"))
+    train(synthetic_config(tmp_path, "train", "selection=uniform", "logger=wandb", "trainer.max_steps=10", "val_every_n_steps=5", output="run"))
     offline_runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1
     assert list(offline_runs[0].glob("*.wandb"))
@@ -175,14 +167,14 @@ DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 )
 def test_both_stages_on_a_slice_of_real_fashion_mnist(tmp_path: Path) -> None:
     overrides = [
-        *QUIET, f"paths.root_dir={tmp_path}", "experiment=fmnist_noisy_mlp", "datamodule.train_subset=4000",
-        "datamodule.val_size=500", "datamodule.download=false", "trainer.max_steps=60", "val_every_n_steps=20",
+        "experiment=fmnist_noisy_mlp", "datamodule.train_subset=4000", "datamodule.val_size=500",
+        "datamodule.download=false", "trainer.max_steps=60", "val_every_n_steps=20",
     ]
-    il = train_irreducible(compose_config("train_irreducible", [*overrides, f"paths.output_dir={tmp_path / 'il'}"]))
+    il = train_irreducible(config_in(tmp_path, "train_irreducible", *overrides, output="il"))
     assert il["dataset"]["pool_size"] == 1750 and il["dataset"]["dataset"] == "fashion_mnist"
     assert il["val_acc"] > 0.6
     runs = {
-        name: train(compose_config("train", [*overrides, "large_batch_size=320", f"selection={name}", f"paths.output_dir={tmp_path / name}"]))
+        name: train(config_in(tmp_path, "train", *overrides, "large_batch_size=320", f"selection={name}", output=name))
         for name in ("uniform", "reducible_loss")
     }
     assert runs["reducible_loss"]["il_store"] == il["il_store"]
@@ -193,9 +185,17 @@ def test_both_stages_on_a_slice_of_real_fashion_mnist(tmp_path: Path) -> None:
 def test_progress_bar_shows_step_loss_and_val_accuracy(workspace, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     _, il = workspace
     overrides = [f"irreducible.path={il['il_store']}", "callbacks=default", "trainer.enable_progress_bar=true"]
-    train(synthetic(tmp_path, "train", *overrides, "trainer.max_steps=40", "trainer.log_every_n_steps=10", "callbacks.progress_bar.refresh_rate=1", output="run"))
+    train(synthetic_config(tmp_path, "train", *overrides, "trainer.max_steps=40", "trainer.log_every_n_steps=10", "callbacks.progress_bar.refresh_rate=1", output="run"))
     shown = capfd.readouterr().out  # Lightning's bar writes to stdout
     assert "step=40" in shown and "train/loss=" in shown and "val/acc=" in shown
+
+
+def test_progress_bar_turned_off_with_the_default_callbacks(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """callbacks=default holds the bar; trainer.enable_progress_bar=false must still just turn it off."""
+    overrides = ["selection=uniform", "callbacks=default", "trainer.enable_progress_bar=false", "trainer.max_steps=20"]
+    results = train(synthetic_config(tmp_path, "train", *overrides))
+    assert results["steps"] == 20
+    assert "step=20" not in capfd.readouterr().out
 
 
 @pytest.mark.parametrize("name", ["uniform", "reducible_loss", "gradnorm_is"])
@@ -209,7 +209,7 @@ def test_selection_counts_add_up_to_every_selected_point(name: str, target_runs:
 
 def test_uniform_can_draw_the_full_large_batch_or_only_what_it_trains_on(tmp_path: Path) -> None:
     runs = {
-        flag: train(synthetic(tmp_path, "train", "selection=uniform", f"selection.draw_only_selected={flag}", "trainer.max_steps=20", output=f"run{flag}"))
+        flag: train(synthetic_config(tmp_path, "train", "selection=uniform", f"selection.draw_only_selected={flag}", "trainer.max_steps=20", output=f"run{flag}"))
         for flag in (True, False)
     }
     for flag, result in runs.items():
@@ -220,7 +220,7 @@ def test_uniform_can_draw_the_full_large_batch_or_only_what_it_trains_on(tmp_pat
 
 def test_draw_only_selected_is_refused_for_content_aware_methods(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="only to methods that ignore"):
-        train(synthetic(tmp_path, "train", "selection=loss", "+selection.draw_only_selected=true", output="run"))
+        train(synthetic_config(tmp_path, "train", "selection=loss", "+selection.draw_only_selected=true", output="run"))
 
 
 def test_selection_statistics_reach_the_csv_log_once_per_interval(target_runs: dict[str, dict], workspace) -> None:

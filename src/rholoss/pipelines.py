@@ -22,7 +22,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies import DDPStrategy
 from torch import Tensor
@@ -406,6 +406,8 @@ def _trainer(
         for c in (cfg.get("logger") or {}).values()
     ]
     extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning would refuse the bar's callback
+        extra = [callback for callback in extra if not isinstance(callback, ProgressBar)]
     # Always there: without periodic checkpoints it still stops the run on a NaN or infinite loss.
     every_n_steps = cfg.get("checkpoint", {}).get("every_n_steps")
     extra.append(StepCheckpoint(output_dir / "checkpoints" / (part or ""), every_n_steps))

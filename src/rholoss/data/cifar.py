@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from rholoss.data.datamodule import PoolDataModule, Sources
+from rholoss.data.download import try_download
 
 # Inputs scaled to [-1, 1] per channel, as in the paper's release.
 CIFAR_MEAN, CIFAR_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
@@ -74,15 +75,11 @@ class CIFAR10DataModule(PoolDataModule):
         return [path for path in paths if not path.is_file()]
 
     def locate(self) -> Path:
-        download_error = None
-        if self._missing() and self.download:
-            try:
-                self._torchvision_download()
-            except Exception as error:  # any network or checksum failure: report every option below
-                download_error = error
+        if not self._missing():
+            return self.data_dir / self.folder
+        reason = try_download(self.download, self._torchvision_download)
         missing = self._missing()
         if missing:
-            reason = f"the download failed ({download_error})" if download_error else "download is disabled"
             raise FileNotFoundError(
                 f"{self.name}: missing {', '.join(str(m) for m in missing)}, and {reason}. Download "
                 f"{self.archive_url} and extract it into datamodule.data_dir={self.data_dir} (it holds the folder "

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from rholoss.data.datamodule import PoolDataModule
+from rholoss.data.download import try_download
 from rholoss.data.idx import read_idx
 
 # The file names MNIST uses and Fashion-MNIST copies, grouped by the folder they must share.
@@ -80,18 +81,12 @@ class IdxDataModule(PoolDataModule):
         files = self._find()
         if files:
             return files
-        download_error = None
-        if self.download:
-            try:
-                self.download_with_torchvision()
-            except Exception as error:  # any network or checksum failure: report every option below
-                download_error = error
-            files = self._find()
-            if files:
-                return files
+        reason = try_download(self.download, self.download_with_torchvision)
+        files = self._find()
+        if files:
+            return files
         searched = ", ".join(str(d) for d in self.search_dirs())
         expected = ", ".join(f"{stem}.gz" for group in self.file_groups.values() for stem in group.values())
-        reason = f"the download failed ({download_error})" if download_error else "download is disabled"
         raise FileNotFoundError(
             f"{self.display_name} IDX files not found in {searched}, and {reason}. Expected {expected} (or the same "
             f"names without .gz). {self.how_to_get}"
