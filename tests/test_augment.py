@@ -12,6 +12,8 @@ from torch import Tensor, nn
 from rholoss.data import SyntheticDataModule
 from rholoss.data.augment import BatchAugment, random_crop, random_flip
 from rholoss.modules import OnlineBatchSelection
+from rholoss.pipelines import train
+from tests.conftest import synthetic_config
 
 
 def images(n: int = 64, c: int = 3, h: int = 8, w: int = 8) -> Tensor:
@@ -94,13 +96,10 @@ def test_the_target_module_scores_and_trains_on_augmented_large_batches() -> Non
 
 
 def test_training_with_augmentation_from_the_config(tmp_path: Path) -> None:
-    from rholoss.pipelines import train
-    from tests.test_pipeline import synthetic
-
     with pytest.raises(ValueError, match="augment=false"):  # vectors cannot be cropped: refused before training
-        train(synthetic(tmp_path, "train", "selection=uniform", "datamodule.augment=true", output="vectors"))
+        train(synthetic_config(tmp_path, "train", "selection=uniform", "datamodule.augment=true", output="vectors"))
     result = train(
-        synthetic(
+        synthetic_config(
             tmp_path, "train", "selection=loss", "datamodule.augment=true", "datamodule.image_shape=[1,6,6]",
             "trainer.max_steps=10", output="images",
         )

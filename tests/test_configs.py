@@ -69,6 +69,15 @@ def test_loggers_instantiate(tmp_path: Path) -> None:
     assert cfg.logger.wandb.mode in {"offline", "disabled", "online"}
 
 
+def test_another_models_settings_are_refused_naming_the_removal() -> None:
+    """experiment=synthetic_noisy_mlp sets the MLP's hidden_sizes; model=resnet18 does not take it."""
+    overrides = [*BASE, "experiment=synthetic_noisy_mlp", "model=resnet18"]
+    with pytest.raises(ValueError, match=r"does not take hidden_sizes.*~model\.hidden_sizes"):
+        build_model(compose_config("train", overrides).model, (3, 32, 32), 10)
+    model = build_model(compose_config("train", [*overrides, "~model.hidden_sizes"]).model, (3, 32, 32), 10)
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
 @pytest.mark.slow
 def test_model_compile_compiles_in_place_and_keeps_state_dict_keys() -> None:
     plain_cfg = compose_config("train", [*BASE, "model=mlp", "model.hidden_sizes=[16]"])

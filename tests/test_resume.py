@@ -13,7 +13,7 @@ import torch
 from rholoss.callbacks import CheckpointError, NonFiniteLossError, StepCheckpoint, resolve_resume
 from rholoss.modules import OnlineBatchSelection
 from rholoss.pipelines import train, train_irreducible
-from tests.test_pipeline import synthetic
+from tests.conftest import synthetic_config
 
 # 1800 pool points in large batches of 320: 5 steps per epoch, so steps 7 and 10 are mid-epoch.
 STEPS, EVERY, KILL_AT = 16, 7, 10
@@ -51,11 +51,11 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
 def kill_and_resume(root: Path, stage: Any, config: str, *overrides: str) -> tuple[dict, dict]:
     """(uninterrupted result, resumed result); the killed run's folder is ``root/killed``."""
     common = [f"trainer.max_steps={STEPS}", f"checkpoint.every_n_steps={EVERY}", "val_every_n_steps=5", *overrides]
-    full = stage(synthetic(root, config, *common, output="full"))
+    full = stage(synthetic_config(root, config, *common, output="full"))
     kill = [f"+callbacks.kill._target_={__name__}.KillAt", f"+callbacks.kill.step={KILL_AT}"]
     with pytest.raises(RuntimeError, match=f"killed at step {KILL_AT}"):
-        stage(synthetic(root, config, *common, *kill, output="killed"))
-    resumed = stage(synthetic(root, config, *common, f"resume={root / 'killed'}", output="resumed"))
+        stage(synthetic_config(root, config, *common, *kill, output="killed"))
+    resumed = stage(synthetic_config(root, config, *common, f"resume={root / 'killed'}", output="resumed"))
     return full, resumed
 
 
@@ -95,9 +95,9 @@ def test_killed_irreducible_run_resumes_to_the_same_store(tmp_path: Path) -> Non
 
 
 def test_resume_refuses_other_settings_naming_them(tmp_path: Path) -> None:
-    train(synthetic(tmp_path, "train", "selection=uniform", "trainer.max_steps=3", "checkpoint.every_n_steps=2", output="a"))
+    train(synthetic_config(tmp_path, "train", "selection=uniform", "trainer.max_steps=3", "checkpoint.every_n_steps=2", output="a"))
     with pytest.raises(CheckpointError, match=r"selection.name: uniform -> loss"):
-        train(synthetic(tmp_path, "train", "selection=loss", f"resume={tmp_path / 'a'}", output="b"))
+        train(synthetic_config(tmp_path, "train", "selection=loss", f"resume={tmp_path / 'a'}", output="b"))
     assert not (tmp_path / "b" / "results.json").exists()
 
 
@@ -112,7 +112,7 @@ def test_a_bad_checkpoint_is_a_clear_error(tmp_path: Path, damage: str) -> None:
         torch.save({"weights": torch.zeros(3)}, path)
     message = {"missing": "no checkpoint at", "truncated": "truncated or not a checkpoint", "foreign": "not a training checkpoint"}
     with pytest.raises(CheckpointError, match=message[damage]):
-        train(synthetic(tmp_path, "train", "selection=uniform", f"resume={path.parent.parent if damage == 'missing' else path}", output="out") if damage != "missing" else synthetic(tmp_path, "train", "selection=uniform", f"resume={tmp_path / 'nowhere'}", output="out"))
+        train(synthetic_config(tmp_path, "train", "selection=uniform", f"resume={path.parent.parent if damage == 'missing' else path}", output="out") if damage != "missing" else synthetic_config(tmp_path, "train", "selection=uniform", f"resume={tmp_path / 'nowhere'}", output="out"))
 
 
 @pytest.mark.parametrize(("stage", "config"), [(train, "train"), (train_irreducible, "train_irreducible")])
@@ -120,7 +120,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_a_finite_checkpoint(tmp_p
     selection = ["selection=uniform"] if config == "train" else []
     with pytest.raises(NonFiniteLossError, match=r"NaN or infinite at step \d+") as error:
         stage(
-            synthetic(
+            synthetic_config(
                 tmp_path, config, *selection, "optimizer.lr=1e30", "trainer.max_steps=200",
                 "trainer.log_every_n_steps=1", "checkpoint.every_n_steps=1", output="run",
             )
@@ -159,14 +159,14 @@ def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path: Pat
 def test_without_periodic_checkpoints_a_non_finite_loss_still_stops_the_run(tmp_path: Path) -> None:
     overrides = ["selection=uniform", "optimizer.lr=1e30", "trainer.max_steps=200", "trainer.log_every_n_steps=1"]
     with pytest.raises(NonFiniteLossError, match=r"at step \d+ .*\(no earlier checkpoint was saved\)"):
-        train(synthetic(tmp_path, "train", *overrides, "checkpoint.every_n_steps=null", output="run"))
+        train(synthetic_config(tmp_path, "train", *overrides, "checkpoint.every_n_steps=null", output="run"))
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()][0].startswith("failed-step")
     assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
 
 
 def test_checkpoint_every_zero_steps_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"checkpoint.every_n_steps must be at least 1, or null .*got 0"):
-        train(synthetic(tmp_path, "train", "selection=uniform", "checkpoint.every_n_steps=0", output="run"))
+        train(synthetic_config(tmp_path, "train", "selection=uniform", "checkpoint.every_n_steps=0", output="run"))
     assert not (tmp_path / "run" / "results.json").exists()
 
 
@@ -174,7 +174,7 @@ def test_checkpoint_every_zero_steps_is_refused(tmp_path: Path) -> None:
 def test_same_seed_same_splits_noise_selections_and_weights(tmp_path: Path, selected: list[torch.Tensor]) -> None:
     def run(seed: int, output: str) -> dict:
         return train(
-            synthetic(
+            synthetic_config(
                 tmp_path, "train", "selection=gradnorm_is", "model.dropout=0.1", f"seed={seed}", "trainer.max_steps=6",
                 "datamodule.on_device=false", output=output,
             )

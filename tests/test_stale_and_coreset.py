@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from rholoss.data import SyntheticDataModule
 from rholoss.modules import OnlineBatchSelection, max_entropy_coreset
 from rholoss.pipelines import train
-from tests.test_pipeline import synthetic
+from tests.conftest import synthetic_config
 
 CLASSES, POOL = 3, 10
 
@@ -148,7 +148,7 @@ def test_restrict_training_refuses_bad_positions(positions: Tensor, message: str
 
 def test_svp_trains_only_on_its_core_set(tmp_path: Path) -> None:
     result = train(
-        synthetic(tmp_path, "train", "selection=svp", "selection.proxy_steps=20", "trainer.max_steps=30", output="svp")
+        synthetic_config(tmp_path, "train", "selection=svp", "selection.proxy_steps=20", "trainer.max_steps=30", output="svp")
     )
     pool = result["dataset"]["pool_size"]
     assert result["coreset"]["size"] == pool // 2
@@ -160,6 +160,6 @@ def test_svp_trains_only_on_its_core_set(tmp_path: Path) -> None:
 
 def test_loss_stale_runs_end_to_end_and_records_its_staleness(tmp_path: Path) -> None:
     result = train(
-        synthetic(tmp_path, "train", "selection=loss_stale", "selection.stale_every=7", "trainer.max_steps=15", output="stale")
+        synthetic_config(tmp_path, "train", "selection=loss_stale", "selection.stale_every=7", "trainer.max_steps=15", output="stale")
     )
     assert (result["selection"], result["stale_every"], result["steps"]) == ("loss_stale", 7, 15)

@@ -6,6 +6,7 @@ so a mistake costs seconds, not a run.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import shlex
@@ -20,7 +21,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.loggers import WandbLogger
@@ -386,10 +387,29 @@ def build_model(
     :meth:`~rholoss.data.PoolDataModule.model_kwargs` (text: vocabulary size, padding id)."""
     settings = OmegaConf.to_container(model_cfg, resolve=True)
     compile_model = bool(settings.pop("compile", False))
+    _check_model_settings(settings)
     model = instantiate(settings, input_shape=input_shape, num_classes=num_classes, **data_kwargs)
     if compile_model:
         model.compile()
     return model
+
+
+def _check_model_settings(settings: dict[str, Any]) -> None:
+    """Refuse settings the model class does not take, naming them and the fix, instead of a bare
+    TypeError: picking another ``model=`` on the command line keeps the experiment's model settings
+    (e.g. the MLP's ``hidden_sizes``), which the other model does not know."""
+    target = get_object(settings["_target_"])
+    parameters = inspect.signature(target).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    unknown = sorted(set(settings) - {p.name for p in parameters} - {"_target_", "_partial_", "_convert_"})
+    if unknown:
+        removals = " ".join(f"~model.{key}" for key in unknown)
+        raise ValueError(
+            f"The model {settings['_target_']} does not take {', '.join(unknown)}. Settings of another model "
+            f"(an experiment's) carry over when you choose model= on the command line: remove them with "
+            f"{removals}, or use an experiment made for this model."
+        )
 
 
 def _model(cfg: DictConfig, datamodule: PoolDataModule) -> torch.nn.Module:
