@@ -6,14 +6,16 @@ on-device data vs a DataLoader, all through the project's Lightning module.
 n_B=320, n_b=32 as in the paper's CIFAR runs. The data are 50k CIFAR-shaped synthetic images
 (``SyntheticDataModule(image_shape=[3, 32, 32])``): throughput does not depend on pixel values, and
 no dataset has to be on the machine. Configurations are interleaved within each repeat; medians are
-reported. ``--device cpu --steps 3`` checks the script anywhere. Prints a Markdown table and writes
-benchmarks/results/gpu.json.
+reported. Prints a Markdown table and writes benchmarks/results/gpu.json.
+
+A check of the script on a CPU (minutes; the full benchmark would take hours there):
+
+    python benchmarks/gpu.py --device cpu --steps 2 --warmup 1 --repeats 1 --large-batch 40 --pool 2000
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import warnings
@@ -22,6 +24,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from rholoss.analysis import markdown_table
+from rholoss.atomic import atomic_write_json
 from rholoss.data import SyntheticDataModule
 from rholoss.data.augment import BatchAugment
 from rholoss.models import resnet18
@@ -75,7 +79,10 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "gpu.json")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("No CUDA device here: run on a GPU machine, or pass --device cpu --steps 3 to check the script.")
+        raise SystemExit(
+            "No CUDA device here: run on a GPU machine, or check the script on the CPU with --device cpu "
+            "--steps 2 --warmup 1 --repeats 1 --large-batch 40 --pool 2000."
+        )
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     torch.backends.cudnn.benchmark = True
@@ -96,17 +103,17 @@ def main() -> None:
     median = {key: statistics.median(values) for key, values in samples.items()}
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else args.device
     summary = {"settings": vars(args) | {"output": str(args.output), "device_name": device_name}, "median": median, "samples": samples}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(summary, args.output)
 
     base = median["uniform/32/on_device"]
     print(f"ResNet-18, CIFAR-size inputs, n_B={args.large_batch}, n_b={selection_size(args.large_batch, 0.1)}, "
           f"{device_name}, training precision {args.train_precision}, augment {args.augment}, median of {args.repeats}\n")
-    print("| method | selection precision | data | steps/s | step time / uniform on-device |")
-    print("|---|---|---|---|---|")
+    rows = []
     for key, value in median.items():
         method, precision, data = key.split("/")
-        print(f"| {method} | {precision if method != 'uniform' else '-'} | {data} | {value:.1f} | {base / value:.2f} |")
+        rows.append([method, precision if method != "uniform" else "-", data, f"{value:.1f}", f"{base / value:.2f}"])
+    header = ["method", "selection precision", "data", "steps/s", "step time / uniform on-device"]
+    print(markdown_table(header, rows))
 
 
 if __name__ == "__main__":

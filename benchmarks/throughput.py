@@ -12,7 +12,6 @@ Prints a Markdown table and writes benchmarks/results/throughput.json. Not part 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 import warnings
@@ -22,6 +21,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from rholoss.analysis import markdown_table
+from rholoss.atomic import atomic_write_json
 from rholoss.data import FashionMNISTDataModule
 from rholoss.models import MLP
 from rholoss.modules import OnlineBatchSelection
@@ -168,16 +169,16 @@ def main() -> None:
             median["loader_batches_per_second/on_device"] / median["loader_batches_per_second/dataloader"]
         ),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(summary, args.output)
 
     print(f"MLP on Fashion-MNIST, n_B={args.large_batch}, n_b={selection_size(args.large_batch, 0.1)}, "
           f"selection precision {args.precision}, {torch.get_num_threads()} threads, median of {args.repeats}\n")
-    print("| method | Lightning steps/s | raw loop steps/s | Lightning / raw |")
-    print("|---|---|---|---|")
-    for method in ("uniform", "reducible_loss"):
-        print(f"| {method} | {median[f'lightning/{method}']:.1f} | {median[f'raw/{method}']:.1f} | "
-              f"{summary['lightning_over_raw'][method]:.2f} |")
+    rows = [
+        [method, f"{median[f'lightning/{method}']:.1f}", f"{median[f'raw/{method}']:.1f}",
+         f"{summary['lightning_over_raw'][method]:.2f}"]
+        for method in ("uniform", "reducible_loss")
+    ]
+    print(markdown_table(["method", "Lightning steps/s", "raw loop steps/s", "Lightning / raw"], rows))
     print(f"\nreducible_loss step / uniform step: {summary['reducible_step_over_uniform_step']:.2f} "
           f"({rho_ms:.2f} ms vs {uniform_ms:.2f} ms)")
     print(f"extra time of a reducible_loss step / bare inference forward over n_B: "

@@ -12,7 +12,6 @@ included). Prints a Markdown table and writes benchmarks/results/time_to_accurac
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import warnings
@@ -22,6 +21,8 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from rholoss.analysis import markdown_table
+from rholoss.atomic import atomic_write_json
 from rholoss.pipelines import train, train_irreducible
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -88,16 +89,16 @@ def main() -> None:
             m: statistics.median(_seconds(rows, s, m) for s in args.seeds) for m in METHODS
         },
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(summary, args.output)
 
     print(f"{args.experiment}: time to the uniform run's final val accuracy (same seed); IL stage "
           f"{il['wall_seconds']:.1f} s once (val acc {il['val_acc']:.4f}), not included below\n")
-    print("| seed | method | target val acc | steps to target | seconds to target | run seconds | test acc |")
-    print("|---|---|---|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['seed']} | {row['method']} | {row['target']:.4f} | {_show(row['steps_to_target'])} | "
-              f"{_show(row['seconds_to_target'])} | {row['wall_seconds']:.1f} | {row['test_acc']:.4f} |")
+    header = ["seed", "method", "target val acc", "steps to target", "seconds to target", "run seconds", "test acc"]
+    print(markdown_table(header, [
+        [row["seed"], row["method"], f"{row['target']:.4f}", _show(row["steps_to_target"]),
+         _show(row["seconds_to_target"]), f"{row['wall_seconds']:.1f}", f"{row['test_acc']:.4f}"]
+        for row in rows
+    ]))
     medians = summary["median_seconds_to_target"]
     print(f"\nmedian seconds to target: uniform {medians['uniform']:.1f}, reducible_loss "
           f"{medians['reducible_loss']:.1f}; reducible_loss faster on every seed: {summary['reducible_loss_faster_every_seed']}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -34,3 +35,8 @@ def atomic_torch_save(obj: Any, path: Path) -> Path:
 
 def atomic_write_text(text: str, path: Path) -> Path:
     return atomic_write(path, lambda file: file.write(text.encode()))
+
+
+def atomic_write_json(data: Any, path: Path) -> Path:
+    """Indented JSON with a final newline: results and summaries that people read and diff."""
+    return atomic_write_text(json.dumps(data, indent=2) + "\n", path)

@@ -7,7 +7,6 @@ so a mistake costs seconds, not a run.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import shlex
 import subprocess
@@ -29,7 +28,7 @@ from pytorch_lightning.strategies import DDPStrategy
 from torch import Tensor
 
 import rholoss
-from rholoss.atomic import atomic_write_text
+from rholoss.atomic import atomic_write_json, atomic_write_text
 from rholoss.callbacks import CheckpointError, StepCheckpoint, ValCurve, resolve_resume
 from rholoss.data import PoolDataModule
 from rholoss.data.splits import pool_halves, seeded_fraction
@@ -547,5 +546,5 @@ def _sum_over_ranks(trainer: pl.Trainer, module: OnlineBatchSelection) -> None:
 
 def _write_results(results: dict[str, Any], output_dir: Path, trainer: pl.Trainer) -> None:
     if trainer.is_global_zero:
-        atomic_write_text(json.dumps(results, indent=2) + "\n", output_dir / "results.json")
+        atomic_write_json(results, output_dir / "results.json")
 

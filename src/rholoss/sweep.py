@@ -22,7 +22,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from rholoss.atomic import atomic_write_text
+from rholoss.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def record_failure(output_dir: Path, cfg: DictConfig, error: BaseException) -> P
         "error": f"{type(error).__name__}: {error}",
         "traceback": "".join(traceback.format_exception(error)),
     }
-    return atomic_write_text(json.dumps(record, indent=2) + "\n", Path(output_dir) / "results.json")
+    return atomic_write_json(record, Path(output_dir) / "results.json")
 
 
 def failed_jobs(sweep_dir: Path) -> list[dict[str, Any]]:

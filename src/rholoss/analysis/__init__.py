@@ -3,13 +3,14 @@ seconds) to target accuracies per method, the speedup over uniform, the share of
 selected. Also a command line: ``python -m rholoss.analysis <run or sweep folder>``."""
 
 from rholoss.analysis.report import analyze, log_to_wandb
-from rholoss.analysis.summary import mean_curve, speedup_markdown, summarize, targets_markdown
+from rholoss.analysis.summary import markdown_table, mean_curve, speedup_markdown, summarize, targets_markdown
 from rholoss.analysis.tables import load_results, method_table, read_logged, steps_to_accuracy
 
 __all__ = [
     "analyze",
     "load_results",
     "log_to_wandb",
+    "markdown_table",
     "mean_curve",
     "method_table",
     "read_logged",

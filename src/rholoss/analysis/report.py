@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 from rholoss.analysis.plots import draw_all
 from rholoss.analysis.summary import speedup_markdown, summarize, targets_markdown
 from rholoss.analysis.tables import load_results
-from rholoss.atomic import atomic_write_text
+from rholoss.atomic import atomic_write_json, atomic_write_text
 from rholoss.sweep import failed_jobs
 
 
@@ -38,7 +37,7 @@ def analyze(
     summary["markdown"] = "\n\n".join(sections)
     summary["figures"] = draw_all(summary, output) if figures else {}
     output.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(json.dumps(summary, indent=2) + "\n", output / "summary.json")
+    atomic_write_json(summary, output / "summary.json")
     atomic_write_text(summary["markdown"] + "\n", output / "summary.md")
     return summary
 

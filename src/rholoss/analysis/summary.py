@@ -10,7 +10,7 @@ speedup that rests on one lucky seed is visible.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -142,35 +142,40 @@ def _range(stats: dict[str, Any] | None, fmt: str) -> str:
     return f"{fmt.format(stats['mean'])} [{fmt.format(stats['min'])}, {fmt.format(stats['max'])}]"
 
 
+def markdown_table(header: list[str], rows: Iterable[Iterable[object]]) -> str:
+    """A Markdown table of ``rows`` (cells shown with ``str``) under ``header``."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def speedup_markdown(summary: dict[str, Any]) -> str:
     """The speedup table: one row per method, ranges over seeds as ``mean [min, max]``."""
     target = summary["target_accuracy"]
-    lines = [
-        f"Target: {_pct(target)} validation accuracy, the best of {summary['baseline']} (mean over seeds).",
-        "",
-        "| method | seeds | steps to target | speedup | steps per seed | seconds per seed | wall-clock speedup "
-        "| test acc | noisy selected |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for name, m in summary["methods"].items():
         reach = m["to_target"]
         speedup = "never" if m["speedup"] is None else f"{m['speedup']:.2f}x"
         wall = "never" if m["wall_clock_speedup"] is None else f"{m['wall_clock_speedup']:.2f}x"
         steps = "never" if reach["curve_steps"] is None else str(reach["curve_steps"])
         noisy = m["noisy_selected_fraction"]
-        lines.append(
-            f"| {name} | {len(m['seeds'])} | {steps} | {speedup} | {_range(reach['steps'], '{:.0f}')} | "
-            f"{_range(reach['seconds'], '{:.1f}')} | {wall} | "
-            f"{_range(m['test_acc'], '{:.4f}')} | {_range(noisy, '{:.3f}')} |"
-        )
-    return "\n".join(lines)
+        rows.append([
+            name, len(m["seeds"]), steps, speedup, _range(reach["steps"], "{:.0f}"), _range(reach["seconds"], "{:.1f}"),
+            wall, _range(m["test_acc"], "{:.4f}"), _range(noisy, "{:.3f}"),
+        ])
+    header = [
+        "method", "seeds", "steps to target", "speedup", "steps per seed", "seconds per seed", "wall-clock speedup",
+        "test acc", "noisy selected",
+    ]
+    title = f"Target: {_pct(target)} validation accuracy, the best of {summary['baseline']} (mean over seeds)."
+    return f"{title}\n\n{markdown_table(header, rows)}"
 
 
 def targets_markdown(summary: dict[str, Any]) -> str:
     """Steps to each target accuracy (mean curve), one column per method: the numbers of Fig. 3."""
     names = list(summary["methods"])
-    lines = ["| target acc | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    rows = []
     for i, target in enumerate(summary["targets"]):
         cells = [summary["methods"][n]["steps_to_targets"][i]["curve_steps"] for n in names]
-        lines.append(f"| {_pct(target)} | " + " | ".join("never" if c is None else str(c) for c in cells) + " |")
-    return "\n".join(lines)
+        rows.append([_pct(target), *("never" if c is None else c for c in cells)])
+    return markdown_table(["target acc", *names], rows)
