@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from rholoss.irreducible import IrreducibleLossStore
 from rholoss.pipelines import train, train_irreducible
-from tests.conftest import CONFIG_DIR, QUIET, compose_config
+from tests.conftest import CONFIG_DIR, compose_config, config_in
 from tests.fixtures import (
     CINIC10_CLASSES,
     write_cifar,
@@ -110,25 +110,18 @@ TINY = ["datamodule.download=false", "datamodule.val_size=40", "datamodule.label
 @pytest.mark.slow
 def test_both_stages_on_a_tiny_cifar10(tmp_path: Path) -> None:
     write_cifar(tmp_path / "data", "cifar10", num_train=400, num_test=100)
-    common = [*QUIET, f"paths.root_dir={tmp_path}", *TINY]
-    il = train_irreducible(
-        compose_config(
-            "train_irreducible",
-            [*common, "experiment=cifar10_resnet18_irred", "batch_size=32", "trainer.max_steps=40",
-             "val_every_n_steps=20", f"paths.output_dir={tmp_path / 'il'}"],
-        )
-    )
+    il = train_irreducible(config_in(
+        tmp_path, "train_irreducible", *TINY, "experiment=cifar10_resnet18_irred", "batch_size=32",
+        "trainer.max_steps=40", "val_every_n_steps=20", output="il",
+    ))
     assert il["dataset"]["dataset"] == "cifar10" and il["dataset"]["pool_size"] == 200
     assert il["val_acc"] > 0.5  # the fixture's classes are easy: the IL model learns them from 160 images
     assert len(IrreducibleLossStore.load(Path(il["il_store"])).losses) == 200
     runs = {
-        name: train(
-            compose_config(
-                "train",
-                [*common, "experiment=cifar10_resnet18_main", f"selection={name}", "large_batch_size=100",
-                 "trainer.max_steps=20", "val_every_n_steps=10", f"paths.output_dir={tmp_path / name}"],
-            )
-        )
+        name: train(config_in(
+            tmp_path, "train", *TINY, "experiment=cifar10_resnet18_main", f"selection={name}",
+            "large_batch_size=100", "trainer.max_steps=20", "val_every_n_steps=10", output=name,
+        ))
         for name in ("uniform", "reducible_loss")
     }
     rho = runs["reducible_loss"]
@@ -185,16 +178,14 @@ def test_each_pair_runs_both_stages_on_fixture_data(paper_data: Path, tmp_path: 
     """Each experiment as configured (its model, data, noise, IL strategy), only shrunk in steps and
     batch sizes: two IL steps write a store that the target experiment finds and trains on for two steps."""
     dataset = irred.split("_")[0]
-    common = [*QUIET, f"paths.root_dir={tmp_path}", f"paths.data_dir={paper_data}", *FIXTURE_OVERRIDES[dataset],
-              "trainer.max_steps=2", "val_every_n_steps=2"]
+    common = [f"paths.data_dir={paper_data}", *FIXTURE_OVERRIDES[dataset], "trainer.max_steps=2", "val_every_n_steps=2"]
     il_models, target_models = MODEL_OVERRIDES.get(irred, ([], []))
-    il = train_irreducible(compose_config(
-        "train_irreducible",
-        [*common, f"experiment={irred}", *il_models, "batch_size=4", f"paths.output_dir={tmp_path / 'il'}"],
-    ))
-    target = train(compose_config(
-        "train", [*common, f"experiment={main}", *target_models, "selection=reducible_loss", "large_batch_size=10",
-                  f"paths.output_dir={tmp_path / 'main'}"]
+    il = train_irreducible(
+        config_in(tmp_path, "train_irreducible", *common, f"experiment={irred}", *il_models, "batch_size=4", output="il")
+    )
+    target = train(config_in(
+        tmp_path, "train", *common, f"experiment={main}", *target_models, "selection=reducible_loss",
+        "large_batch_size=10", output="main",
     ))
     pool_size = FIXTURE_POOL[dataset]
     assert il["dataset"]["pool_size"] == pool_size

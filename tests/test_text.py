@@ -25,7 +25,7 @@ from rholoss.irreducible import IrreducibleLossStore
 from rholoss.models import SequenceClassifier
 from rholoss.modules import OnlineBatchSelection
 from rholoss.pipelines import build_model, irreducible_overrides, train, train_irreducible
-from tests.conftest import QUIET, ROOT, compose_config
+from tests.conftest import ROOT, compose_config, config_in
 from tests.fixtures import build_wordpiece_tokenizer, write_glue_task
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
@@ -306,14 +306,14 @@ def test_text_experiments_carry_the_papers_settings(experiment: str) -> None:
 
 def text_config(glue: dict, root: Path, config_name: str, experiment: str, *overrides: str, output: str) -> DictConfig:
     """A real text experiment, shrunk: tiny transformer, the fixture files and tokenizer, few steps."""
-    return compose_config(config_name, [
-        *QUIET, f"paths.root_dir={root}", f"paths.output_dir={root / output}", f"experiment={experiment}",
+    return config_in(
+        root, config_name, f"experiment={experiment}",
         "model=tiny_transformer", *(f"model.config.{k}={v}" for k, v in TINY.items()),
         f"datamodule.data_dir={glue['data_dir']}", f"datamodule.tokenizer={glue['tokenizer']}",
         "datamodule.download=false",
         "datamodule.val_size=40", "datamodule.max_length=24", "datamodule.eval_batch_size=64", "optimizer.lr=1e-2",
-        *overrides,
-    ])
+        *overrides, output=output,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ seconds) to target accuracies per method, the speedup over uniform, the share of
 selected. Also a command line: ``python -m rholoss.analysis <run or sweep folder>``."""
 
 from rholoss.analysis.report import analyze, log_to_wandb
-from rholoss.analysis.summary import markdown_table, mean_curve, speedup_markdown, summarize, targets_markdown
-from rholoss.analysis.tables import load_results, method_table, read_logged, steps_to_accuracy
+from rholoss.analysis.summary import mean_curve, speedup_markdown, summarize, targets_markdown
+from rholoss.analysis.tables import load_results, markdown_table, method_table, read_logged, steps_to_accuracy
 
 __all__ = [
     "analyze",

@@ -10,10 +10,12 @@ speedup that rests on one lucky seed is visible.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from rholoss.analysis.tables import markdown_table
 
 BASELINE = "uniform"
 NUM_TARGETS = 8
@@ -140,13 +142,6 @@ def _range(stats: dict[str, Any] | None, fmt: str) -> str:
     if stats["seeds"] == 1:
         return fmt.format(stats["mean"])
     return f"{fmt.format(stats['mean'])} [{fmt.format(stats['min'])}, {fmt.format(stats['max'])}]"
-
-
-def markdown_table(header: list[str], rows: Iterable[Iterable[object]]) -> str:
-    """A Markdown table of ``rows`` (cells shown with ``str``) under ``header``."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def speedup_markdown(summary: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,13 @@ def steps_to_accuracy(val_curve: Sequence[Sequence[float]], target: float) -> in
     return next((int(step) for step, acc, *_ in val_curve if acc >= target), None)
 
 
+def markdown_table(header: list[str], rows: Iterable[Iterable[object]]) -> str:
+    """A Markdown table of ``rows`` (cells shown with ``str``) under ``header``."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def _fmt(value: float | None, pattern: str = "{:.4f}") -> str:
     return "n/a" if value is None else pattern.format(value)
 
@@ -35,20 +42,17 @@ def method_table(runs: Sequence[dict[str, Any]]) -> str:
     selected points whose label was corrupted."""
     uniform_finals = [r["val_curve"][-1][1] for r in runs if r["selection"] == "uniform" and r["val_curve"]]
     target = sum(uniform_finals) / len(uniform_finals) if uniform_finals else None
-    header = f"uniform's final val acc ({_fmt(target)})"
-    lines = [
-        f"| method | seed | test acc | best val acc | steps to {header} | noisy selected |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows = []
     for run in sorted(runs, key=lambda r: (r["selection"], r["seed"])):
         steps = steps_to_accuracy(run["val_curve"], target) if target is not None else None
         steps_text = "n/a" if target is None else ("never" if steps is None else str(steps))
-        lines.append(
-            f"| {run['selection']} | {run['seed']} | {_fmt(run['test_acc'])} | "
-            f"{_fmt(max((p[1] for p in run['val_curve']), default=None))} | {steps_text} | "
-            f"{_fmt(run['noisy_selected_fraction'], '{:.3f}')} |"
-        )
-    return "\n".join(lines)
+        rows.append([
+            run["selection"], run["seed"], _fmt(run["test_acc"]),
+            _fmt(max((p[1] for p in run["val_curve"]), default=None)), steps_text,
+            _fmt(run["noisy_selected_fraction"], "{:.3f}"),
+        ])
+    steps_header = f"steps to uniform's final val acc ({_fmt(target)})"
+    return markdown_table(["method", "seed", "test acc", "best val acc", steps_header, "noisy selected"], rows)
 
 
 def read_logged(run_dir: Path, name: str) -> list[tuple[int, float]]:

@@ -42,15 +42,16 @@ def torchvision_resnet(
         raise ValueError(f"{name} takes RGB images (3 channels), got input_shape={tuple(input_shape)}.")
     model = BUILDERS[depth](weights=None, num_classes=num_classes)
     if pretrained_path is not None:
-        load_weights(model, Path(pretrained_path), f"ResNet-{depth}", f"resnet{depth}-*.pth")
+        load_weights(model, Path(pretrained_path), depth)
     return model
 
 
-def load_weights(model: nn.Module, path: Path, architecture: str, file_pattern: str) -> None:
+def load_weights(model: nn.Module, path: Path, depth: int) -> None:
+    architecture = f"ResNet-{depth}"
     if not path.is_file():
         raise FileNotFoundError(
             f"model.pretrained_path={path} does not exist. Weights are never downloaded: put a {architecture} "
-            f"state dict there (e.g. torchvision's {file_pattern}, copied from a machine with internet), "
+            f"state dict there (e.g. torchvision's resnet{depth}-*.pth, copied from a machine with internet), "
             "or set model.pretrained_path=null to train from scratch."
         )
     state = torch.load(path, map_location="cpu", weights_only=True)
