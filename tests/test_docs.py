@@ -18,6 +18,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Config groups a page may name on a command line, as `group=name`.
 GROUPS = (
     "experiment",
+    "task",
     "selection",
     "model",
     "datamodule",
@@ -91,7 +92,9 @@ def table_names(lines: list[str]) -> list[tuple[str, str]]:
 
 def missing_configs(text: str) -> list[str]:
     """`group=name` for every name the page mentions that has no configs/<group>/<name>.yaml."""
-    mentioned = command_line_names(text) + table_names(prose(text))
+    # Python examples pass keyword arguments (`datamodule=data`), not config names.
+    outside_python = re.sub(r"```python\n.*?```", "", text, flags=re.S)
+    mentioned = command_line_names(outside_python) + table_names(prose(text))
     return sorted({f"{g}={n}" for g, n in mentioned if not (CONFIG_DIR / g / f"{n}.yaml").is_file()})
 
 

@@ -156,7 +156,7 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
     }
     _write_results(results, output_dir, trainer)
     log.info("IL store written: %s", path)
-    log.info("IL model %s (best checkpoint%s): %.4f", task.val_metric, "s, mean" if len(models) > 1 else "", val_score)
+    log.info("IL model val %s (best checkpoint%s): %.4f", task.metric_label, "s, mean" if len(models) > 1 else "", val_score)
     return results
 
 
@@ -360,7 +360,7 @@ def _fit_il_model(
     best = checkpoint.best_model_path or None
     val_score = float(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0][task.val_metric])
     trained_on = len(datamodule.split(datamodule.train_split)) if positions is None else len(positions)
-    log.info("IL model %s: trained on %d points, %s %.4f", name, trained_on, task.val_metric, val_score)
+    log.info("IL model %s: trained on %d points, val %s %.4f", name, trained_on, task.metric_label, val_score)
     return FittedILModel(name, module, trainer, best, val_score, val_curve.points, trained_on)
 
 

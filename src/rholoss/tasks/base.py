@@ -34,6 +34,7 @@ class Task(ABC):
         mode: ``max`` when a higher metric is better, ``min`` when lower is.
         class_logits: the model's outputs are class logits, which ``entropy``, ``bald``,
             ``gradnorm`` and ``gradnorm_is`` need.
+        metric_label: the metric in words, for messages (``accuracy``).
         metric_is_fraction: the metric is a share in [0, 1] (shown as a percentage).
 
     ``num_outputs`` is the width of the model's output layer; data-derived, so :meth:`fit_to`
@@ -44,6 +45,7 @@ class Task(ABC):
     metric: ClassVar[str]
     mode: ClassVar[Mode]
     class_logits: ClassVar[bool]
+    metric_label: ClassVar[str]
     metric_is_fraction: ClassVar[bool] = False
 
     def __init__(self, num_outputs: int | None = None) -> None:

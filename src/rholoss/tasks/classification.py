@@ -22,6 +22,7 @@ class Classification(Task):
     name = "classification"
     metric = "acc"
     mode = "max"
+    metric_label = "accuracy"
     class_logits = True
     metric_is_fraction = True
 

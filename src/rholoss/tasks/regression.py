@@ -20,6 +20,7 @@ class Regression(Task):
     name = "regression"
     metric = "mse"
     mode = "min"
+    metric_label = "MSE"
     class_logits = False
 
     def fit_to(self, datamodule: PoolDataModule) -> Regression:
