@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rholoss.tasks import Classification
 from rholoss.selection import (
     SelectionInput,
     UnknownSelectionError,
@@ -14,7 +15,7 @@ from rholoss.selection import (
     selection_size,
 )
 
-ALL = list_selections()
+ALL = list_selections(Classification())  # the per-point methods; token-level ones: test_token_selection.py
 N_B, K, C = 50, 7, 5
 
 

@@ -3,6 +3,10 @@
 Each training batch is a large batch of n_B points. The module scores it with one inference
 forward pass (skipped for functions that need none), keeps n_b = percent_train * n_B points and
 takes one optimizer step on them. Uniform runs through the same code, so steps count the same.
+
+Token-level methods (RHO-1's selective language modelling) select inside the training forward
+pass instead: every sequence of the batch is fed forward once, and the loss averages only the
+chosen share of its tokens, so such a step costs what a uniform step costs.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from rholoss.selection import (
     Selection,
     SelectionInput,
     SelectionMethod,
+    TokenSelectionInput,
     check_percent_train,
     get_selection,
     selection_size,
@@ -109,14 +114,38 @@ class OnlineBatchSelection(SupervisedModule):
         self.register_buffer("num_selected_relevant", torch.zeros((), dtype=torch.long))
         # Per pool point: the outputs last computed for it (stale_every only); sized by prepare_pool.
         self.register_buffer("cached_outputs", torch.empty(0))
+        # Sequences of tokens: per-token IL (token-level methods), which targets are noise, and the
+        # tokens trained on (all of a selected sequence's, or the chosen ones of a token-level step).
+        self.register_buffer("irreducible_token_losses", torch.empty(0), persistent=False)
+        self.register_buffer("token_noise", torch.empty(0, dtype=torch.bool), persistent=False)
+        self.register_buffer("num_tokens_trained", torch.zeros((), dtype=torch.long))
+        self.register_buffer("num_noise_tokens_trained", torch.zeros((), dtype=torch.long))
 
     def set_irreducible_losses(self, losses: Tensor) -> None:
-        self.irreducible_losses = losses.to(self.irreducible_losses.device, torch.float32)
+        """IL by pool point ``[N]``, or by token ``[N, T]`` for sequences: a point's IL is then the mean
+        over its tokens, and token-level methods keep the per-token values too (in their own dtype,
+        float16 from a token store)."""
+        device = self.irreducible_losses.device
+        if losses.ndim == 2:
+            if self.method.token_level:
+                self.irreducible_token_losses = losses.to(device)
+            losses = losses.float().mean(1)
+        self.irreducible_losses = losses.to(device, torch.float32)
 
-    def prepare_pool(self, pool_size: int, corrupted: Tensor | None = None, relevant: Tensor | None = None) -> None:
+    def prepare_pool(
+        self,
+        pool_size: int,
+        corrupted: Tensor | None = None,
+        relevant: Tensor | None = None,
+        token_noise: Tensor | None = None,
+    ) -> None:
         """Size the per-point statistics for the pool, and say which of its points have corrupted
-        labels and which belong to relevant classes (None: not applicable to this data)."""
+        labels, which belong to relevant classes and, for sequences, which of their target tokens
+        are noise (``[N, T]``; None: not applicable to this data)."""
         device = self.selection_counts.device
+        self.token_noise = torch.empty(0, dtype=torch.bool, device=device) if token_noise is None else token_noise.to(
+            device, torch.bool
+        )
         self.selection_counts = torch.zeros(pool_size, dtype=torch.long, device=device)
         empty = torch.empty(0, dtype=torch.bool, device=device)
         self.corrupted = empty if corrupted is None else corrupted.to(device, torch.bool)
@@ -128,10 +157,18 @@ class OnlineBatchSelection(SupervisedModule):
 
     @property
     def noisy_selected_fraction(self) -> float | None:
-        """Exact share of all selected points whose label was corrupted; None without noise."""
+        """Exact share of all selected points whose label was corrupted, or for sequences of all
+        tokens trained on that were noise; None without noise."""
+        if self.token_noise.numel():
+            return float(self.num_noise_tokens_trained) / max(int(self.num_tokens_trained), 1)
         if self.corrupted.numel() == 0:
             return None
         return float(self.num_selected_corrupted) / max(int(self.selection_counts.sum()), 1)
+
+    @property
+    def tokens_trained(self) -> int | None:
+        """Tokens whose loss entered a training step (sequences only; None otherwise)."""
+        return int(self.num_tokens_trained) if self.task.token_level else None
 
     @property
     def relevant_selected_fraction(self) -> float | None:
@@ -179,6 +216,8 @@ class OnlineBatchSelection(SupervisedModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         index, x, y = batch
+        if self.method.token_level:
+            return self._token_level_step(index, x, y)
         if self.augment is not None:
             x = self.augment(x)
         if self.stale_every is not None and self.global_step % self.stale_every == 0:
@@ -193,12 +232,32 @@ class OnlineBatchSelection(SupervisedModule):
         self._log_selection_statistics(index, chosen, scored, loss)
         return loss
 
+    def _token_level_step(self, index: Tensor, x: Any, y: Tensor) -> Tensor:
+        """One forward pass over every sequence of the batch; the loss is the mean over the tokens
+        the method chooses from the per-token losses of that same pass (no extra forward pass)."""
+        token_losses = self.task.token_loss(self(x), y)
+        il = self.irreducible_token_losses[index].float() if self.method.needs_irreducible else None
+        mask = self.method.select(TokenSelectionInput(token_losses.detach(), il), **self.options)
+        loss = (token_losses * mask).sum() / mask.sum().clamp_min(1)
+        self.selection_counts.index_add_(0, index, torch.ones_like(index))
+        self._count_tokens(index, mask)
+        self.log_interval_means({"train/loss": loss, "selection/token_share": mask.float().mean()}, self._running_fractions)
+        return loss
+
+    def _count_tokens(self, index: Tensor, mask: Tensor) -> None:
+        """Add the tokens trained on (``mask``: ``[B, T]`` of the sequences ``index``) and the noise among them."""
+        self.num_tokens_trained += mask.sum()
+        if self.token_noise.numel():
+            self.num_noise_tokens_trained += (self.token_noise[index] & mask).sum()
+
     def _log_selection_statistics(
         self, index: Tensor, selection: Selection, scored: SelectionInput, loss: Tensor
     ) -> None:
         positions = selection.positions
         selected_index = index[positions]
         self.selection_counts.index_add_(0, selected_index, torch.ones_like(selected_index))
+        if self.task.token_level:  # every token of a selected sequence is trained on
+            self._count_tokens(selected_index, torch.ones_like(scored.targets[positions], dtype=torch.bool))
         if self.corrupted.numel():
             self.num_selected_corrupted += self.corrupted[selected_index].sum()
         if self.relevant.numel():
@@ -210,7 +269,9 @@ class OnlineBatchSelection(SupervisedModule):
         """Shares of all points selected so far that were noisy / relevant, as device tensors."""
         total = self.selection_counts.sum()
         running = {}
-        if self.corrupted.numel():
+        if self.token_noise.numel():
+            running["selection/noisy_fraction"] = self.num_noise_tokens_trained / self.num_tokens_trained.clamp_min(1)
+        elif self.corrupted.numel():
             running["selection/noisy_fraction"] = self.num_selected_corrupted / total
         if self.relevant.numel():
             running["selection/relevant_fraction"] = self.num_selected_relevant / total

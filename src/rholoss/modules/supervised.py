@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
+from torchmetrics import Metric
 
 from rholoss.tasks import Task, as_task
 
@@ -82,12 +83,25 @@ class SupervisedModule(pl.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         _, x, y = batch
         self.task.update_metric(self.val_metric, self(x), y)
-        self.log(self.task.val_metric, self.val_metric, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metric(self.val_metric, "val", prog_bar=True)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         _, x, y = batch
         self.task.update_metric(self.test_metric, self(x), y)
-        self.log(self.task.test_metric, self.test_metric)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metric(self.test_metric, "test")
+
+    def _log_metric(self, metric: Metric, stage: str, prog_bar: bool = False) -> None:
+        """The split's value of the task's metric (synced over DDP ranks by the metric itself), with
+        what derives from it (perplexity from a mean token loss)."""
+        value = metric.compute()
+        metric.reset()
+        self.log(f"{stage}/{self.task.metric}", value, prog_bar=prog_bar)
+        for name, derived in self.task.derived_metrics(value).items():
+            self.log(f"{stage}/{name}", derived)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> tuple[Tensor, Tensor]:
         index, x, y = batch

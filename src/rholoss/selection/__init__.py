@@ -6,6 +6,7 @@ from rholoss.selection.registry import (
     Selection,
     SelectionInput,
     SelectionMethod,
+    TokenSelectionInput,
     UnknownSelectionError,
     check_applies,
     check_percent_train,
@@ -13,6 +14,7 @@ from rholoss.selection.registry import (
     list_selections,
     register,
     register_score,
+    register_token_score,
     selection_size,
 )
 from rholoss.selection.step import select_batch, selected_loss, selection_statistics
@@ -21,6 +23,7 @@ __all__ = [
     "Selection",
     "SelectionInput",
     "SelectionMethod",
+    "TokenSelectionInput",
     "UnknownSelectionError",
     "check_applies",
     "check_percent_train",
@@ -28,6 +31,7 @@ __all__ = [
     "list_selections",
     "register",
     "register_score",
+    "register_token_score",
     "select_batch",
     "selected_loss",
     "selection_size",

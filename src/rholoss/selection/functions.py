@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rholoss.selection.registry import Selection, SelectionInput, register, register_score
+from rholoss.selection.registry import (
+    Selection,
+    SelectionInput,
+    TokenSelectionInput,
+    register,
+    register_score,
+    register_token_score,
+)
 
 
 @register("uniform", needs_forward=False)
@@ -92,3 +99,15 @@ def reducible_loss_sampled(batch: SelectionInput, k: int, temperature: float = 1
     scores = batch.loss - batch.irreducible_loss
     gumbel = -torch.log(-torch.log(torch.rand_like(scores).clamp_min(1e-20)))
     return Selection(torch.topk(scores / temperature + gumbel, k, sorted=False).indices, scores=scores)
+
+
+@register_token_score("token_reducible_loss", needs_irreducible=True)
+def token_reducible_loss(batch: TokenSelectionInput) -> Tensor:
+    """RHO-1's selective language modelling: the batch's tokens with the highest loss minus reference (IL) loss."""
+    return batch.token_loss - batch.irreducible_loss
+
+
+@register_token_score("token_loss")
+def token_loss(batch: TokenSelectionInput) -> Tensor:
+    """The batch's tokens with the highest current loss (no reference model)."""
+    return batch.token_loss

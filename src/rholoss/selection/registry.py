@@ -49,6 +49,16 @@ class SelectionInput:
 
 
 @dataclass(frozen=True)
+class TokenSelectionInput:
+    """A training batch of sequences as token-level selection sees it: the per-token loss of the
+    training forward pass (detached; no extra forward pass) and, for methods that need it, the
+    per-token irreducible loss, both ``[B, T]``."""
+
+    token_loss: Tensor
+    irreducible_loss: Tensor | None = None
+
+
+@dataclass(frozen=True)
 class Selection:
     """Positions in the large batch to train on (repeats only for methods that sample with
     replacement), and optional per-point loss weights that make the step's loss ``mean(w * loss)``."""
@@ -87,8 +97,11 @@ class SelectionMethod:
     needs_coreset: bool = False
     default_stale_every: int | None = None
     needs_class_logits: bool = False
+    token_level: bool = False
 
     def applies_to(self, task: Task) -> bool:
+        if self.token_level and not task.token_level:
+            return False
         return task.class_logits or not self.needs_class_logits
 
 
@@ -166,6 +179,45 @@ def register_score(
     return decorator
 
 
+TokenScoreFn = Callable[..., Tensor]  # (batch: TokenSelectionInput, **options) -> Tensor[B, T]
+
+
+def register_token_score(name: str, *, needs_irreducible: bool = False) -> Callable[[TokenScoreFn], TokenScoreFn]:
+    """Register a token-level method: ``score(batch, **options) -> Tensor[B, T]`` scores each token of
+    a training batch, and the step trains on the ``token_fraction`` of the batch's tokens with the
+    highest scores (RHO-1's selective language modelling, for ``loss - IL``). Applies only to tasks
+    whose points are sequences of tokens."""
+
+    def decorator(score: TokenScoreFn) -> TokenScoreFn:
+        def select_tokens(batch: TokenSelectionInput, token_fraction: float = 0.6, **options) -> Tensor:
+            scores = score(batch, **options)
+            return top_token_mask(scores, token_fraction)
+
+        select_tokens.__doc__ = score.__doc__
+        if name in _REGISTRY:
+            raise ValueError(f"A selection function named {name!r} is already registered.")
+        doc = (score.__doc__ or "").strip().splitlines()
+        _REGISTRY[name] = SelectionMethod(
+            name, select_tokens, needs_forward=False, needs_irreducible=needs_irreducible, with_replacement=False,
+            needs_mc_samples=False, description=doc[0] if doc else "", token_level=True,
+        )
+        return score
+
+    return decorator
+
+
+def top_token_mask(scores: Tensor, token_fraction: float) -> Tensor:
+    """``[B, T]`` bool: the ``token_fraction`` of all the batch's tokens with the highest scores (at
+    least one), chosen across sequences, as RHO-1 does."""
+    if not 0.0 < token_fraction <= 1.0:
+        raise ValueError(f"selection.token_fraction must be in (0, 1], got {token_fraction}.")
+    flat = scores.flatten()
+    k = max(1, int(round(token_fraction * flat.numel())))
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    mask[torch.topk(flat, k, sorted=False).indices] = True
+    return mask.view(scores.shape)
+
+
 def get_selection(name: str) -> SelectionMethod:
     try:
         return _REGISTRY[name]
@@ -183,8 +235,9 @@ def list_selections(task: Task | None = None) -> list[str]:
 def check_applies(method: SelectionMethod, task: Task) -> None:
     """Refuse a method the task cannot serve (a class-logit method on regression), listing those it can."""
     if not method.applies_to(task):
+        needs = "per-token losses" if method.token_level else "class logits"
         raise TaskMismatchError(
-            f"Selection {method.name!r} needs class logits, which task={task.name} does not give. Methods for "
+            f"Selection {method.name!r} needs {needs}, which task={task.name} does not give. Methods for "
             f"{task.name}: {', '.join(list_selections(task))}."
         )
 

@@ -36,6 +36,8 @@ class Task(ABC):
             ``gradnorm`` and ``gradnorm_is`` need.
         metric_label: the metric in words, for messages (``accuracy``).
         metric_is_fraction: the metric is a share in [0, 1] (shown as a percentage).
+        token_level: a point is a sequence whose loss is the mean of per-token losses
+            (:meth:`token_loss`), which the IL store keeps and token-level selection uses.
 
     ``num_outputs`` is the width of the model's output layer; data-derived, so :meth:`fit_to`
     fills it in from the datamodule.
@@ -47,6 +49,7 @@ class Task(ABC):
     class_logits: ClassVar[bool]
     metric_label: ClassVar[str]
     metric_is_fraction: ClassVar[bool] = False
+    token_level: ClassVar[bool] = False
 
     def __init__(self, num_outputs: int | None = None) -> None:
         self.num_outputs = num_outputs
@@ -73,10 +76,10 @@ class Task(ABC):
         """Per-example loss, float32 ``[N]`` whatever the outputs' precision: what the model trains
         on (its mean), what the IL store holds and what selection functions score."""
 
-    def token_loss(self, outputs: Tensor, targets: Tensor) -> Tensor | None:
-        """Per-token losses ``[N, T]`` for tasks whose points are sequences (their point loss is the
-        mean over tokens); None for tasks whose points are not."""
-        return None
+    def token_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Per-token losses ``[N, T]``, for tasks whose points are sequences (``token_level``): their
+        point loss is the mean over tokens."""
+        raise NotImplementedError(f"task={self.name} has no per-token losses: its points are not sequences.")
 
     @abstractmethod
     def new_metric(self) -> Metric:
@@ -84,6 +87,10 @@ class Task(ABC):
 
     def update_metric(self, metric: Metric, outputs: Tensor, targets: Tensor) -> None:
         metric.update(outputs, targets)
+
+    def derived_metrics(self, value: Tensor) -> dict[str, Tensor]:
+        """Metrics computed from the metric's value and logged beside it (``val/ppl`` for a mean token loss)."""
+        return {}
 
     def model_arguments(self) -> dict[str, Any]:
         """Data-derived arguments a model callable may take (passed only where its signature has them)."""
