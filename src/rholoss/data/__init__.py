@@ -10,6 +10,7 @@ from rholoss.data.indexed import IndexedDataset
 from rholoss.data.mnist import MNISTDataModule, QMNISTDataModule
 from rholoss.data.synthetic import SyntheticDataModule
 from rholoss.data.tensor_file import TensorFileDataModule
+from rholoss.data.tokens import TokenCorpusDataModule
 
 __all__ = [
     "CIFAR10DataModule",
@@ -26,4 +27,5 @@ __all__ = [
     "Sources",
     "SyntheticDataModule",
     "TensorFileDataModule",
+    "TokenCorpusDataModule",
 ]
