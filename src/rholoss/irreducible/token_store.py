@@ -7,9 +7,11 @@ predicted and hold NaN. Window ``i``'s per-token IL is row ``i`` of :attr:`Token
 its per-sequence IL the mean of that row.
 
 One file: an 8-byte magic, the length of a JSON header (fingerprint, metadata, sizes), the header,
-then the float16 array at a 4096-byte boundary. :class:`TokenLossWriter` fills it window by window
-through a memory map of a temporary file beside it and renames it into place only once every
-window is written, so RAM stays bounded and a crash never leaves a file that opens.
+then the float16 array at a 4096-byte boundary. :class:`TokenLossWriter` fills a temporary file
+beside it window by window (positional writes: nothing is mapped, so the process holds only the
+batch it writes) and renames it into place only once every window is written, so a crash never
+leaves a file that opens. Reading maps the file; whole-store passes (the NaN check, per-sequence
+means) read it a chunk at a time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import os
 import struct
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rholoss.data.tokens.files import map_file
 from rholoss.data.tokens.windows import num_windows, target_rows
 from rholoss.irreducible.store import StoreError, check_fingerprint
 
@@ -63,27 +67,36 @@ class TokenLossWriter:
             "fingerprint": fingerprint,
             "metadata": metadata or {},
         }).encode()
-        offset = _data_offset(len(header))
+        self.offset = _data_offset(len(header))
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        with os.fdopen(handle, "wb") as file:
-            file.write(MAGIC + struct.pack("<Q", len(header)) + header)
-            file.truncate(offset + 2 * num_tokens)
-        self.losses = np.memmap(self.tmp, dtype=np.float16, mode="r+", offset=offset, shape=(num_tokens,))
-        self.losses[0] = np.nan
-        self.losses[self.num_windows * seq_len + 1 :] = np.nan
-        self.rows = target_rows(self.losses, seq_len)
+        self.fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        os.write(self.fd, MAGIC + struct.pack("<Q", len(header)) + header)
+        os.ftruncate(self.fd, self.offset + 2 * num_tokens)
+        # Position 0 and the tail after the last window are never predicted.
+        covered_end = self.num_windows * seq_len + 1
+        self._write(0, np.full(1, np.nan, np.float16))
+        self._write(covered_end, np.full(num_tokens - covered_end, np.nan, np.float16))
         self.written = np.zeros(self.num_windows, dtype=bool)
+
+    def _write(self, position: int, values: np.ndarray) -> None:
+        os.pwrite(self.fd, np.ascontiguousarray(values, dtype=np.float16).tobytes(), self.offset + 2 * position)
 
     def write_windows(self, index: Tensor, losses: Tensor) -> None:
         """The IL model's per-token losses ``[B, seq_len]`` on pool windows ``index`` (loss ``t`` of a
-        row: on predicting the window's target ``t``)."""
+        row: on predicting the window's target ``t``). Runs of consecutive windows (a pool loader's
+        batches) are one write each."""
         index = torch.as_tensor(index).long().cpu().numpy()
-        if losses.shape != (len(index), self.seq_len):
+        if tuple(losses.shape) != (len(index), self.seq_len):
             raise ValueError(f"write_windows needs losses of shape [{len(index)}, {self.seq_len}], got {tuple(losses.shape)}.")
-        if len(index) and (index.min() < 0 or index.max() >= self.num_windows):
+        if len(index) == 0:
+            return
+        if index.min() < 0 or index.max() >= self.num_windows:
             raise ValueError(f"Window indices must lie in [0, {self.num_windows}).")
-        self.rows[index] = losses.detach().to("cpu", torch.float16).numpy()
+        order = np.argsort(index, kind="stable")
+        index, rows = index[order], losses.detach().to("cpu", torch.float16).numpy()[order]
+        breaks = np.flatnonzero(np.diff(index) != 1) + 1
+        for run_index, run_rows in zip(np.split(index, breaks), np.split(rows, breaks)):
+            self._write(int(run_index[0]) * self.seq_len + 1, run_rows)
         self.written[index] = True
 
     def __enter__(self) -> TokenLossWriter:
@@ -95,20 +108,24 @@ class TokenLossWriter:
                 missing = int((~self.written).sum())
                 if missing:
                     raise StoreError(f"{missing} of {self.num_windows} pool windows have no IL: {self.path} not written.")
-                self.losses.flush()
-                del self.rows, self.losses  # unmap before the rename
-                with open(self.tmp, "rb+") as file:
-                    os.fsync(file.fileno())
+                os.fsync(self.fd)
+                os.close(self.fd)
+                self.fd = -1
                 os.replace(self.tmp, self.path)
         finally:
+            if self.fd >= 0:
+                os.close(self.fd)
             Path(self.tmp).unlink(missing_ok=True)
 
 
 class TokenLossStore:
     """A per-token IL store opened memory-mapped: nothing is read until asked for."""
 
-    def __init__(self, path: Path, losses: np.ndarray, seq_len: int, fingerprint: dict[str, Any], metadata: dict[str, Any]) -> None:
+    def __init__(
+        self, path: Path, losses: np.ndarray, seq_len: int, fingerprint: dict[str, Any], metadata: dict[str, Any], offset: int
+    ) -> None:
         self.path = path
+        self.offset = offset
         self.losses = losses  # float16 [pool tokens], NaN where no token is predicted
         self.seq_len = seq_len
         self.fingerprint = fingerprint
@@ -140,18 +157,27 @@ class TokenLossStore:
                 f"{path} should hold {num_tokens} float16 losses after its header ({offset + 2 * num_tokens} bytes), "
                 f"found {path.stat().st_size} bytes: it is truncated. {_FIX}"
             )
-        losses = np.memmap(path, dtype=np.float16, mode="r", offset=offset, shape=(num_tokens,))
-        store = cls(path, losses, seq_len, header["fingerprint"], header.get("metadata", {}))
+        losses = map_file(path, np.dtype(np.float16), num_tokens, offset)
+        store = cls(path, losses, seq_len, header["fingerprint"], header.get("metadata", {}), offset)
         if verify:
             store._check_finite()
         return store
 
+    def _window_blocks(self) -> Iterator[np.ndarray]:
+        """Every window's losses, ``[rows, seq_len]`` blocks of about ``_CHUNK`` tokens, read from the
+        file (not through the map, so the pages read do not stay with the process)."""
+        rows = max(1, _CHUNK // self.seq_len)
+        with open(self.path, "rb") as file:
+            for start in range(0, len(self.windows), rows):
+                count = min(rows, len(self.windows) - start)
+                file.seek(self.offset + 2 * (start * self.seq_len + 1))
+                yield np.fromfile(file, dtype=np.float16, count=count * self.seq_len).reshape(count, self.seq_len)
+
     def _check_finite(self) -> None:
-        covered = self.losses[1 : len(self.windows) * self.seq_len + 1]
-        bad = sum(int((~np.isfinite(covered[i : i + _CHUNK])).sum()) for i in range(0, len(covered), _CHUNK))
+        bad = sum(int((~np.isfinite(block)).sum()) for block in self._window_blocks())
         if bad:
             raise StoreError(
-                f"{self.path}: {bad} of {len(covered)} per-token irreducible losses are NaN or infinite (a diverged "
+                f"{self.path}: {bad} of {self.windows.size} per-token irreducible losses are NaN or infinite (a diverged "
                 f"IL model?). {_FIX}"
             )
 
@@ -173,11 +199,7 @@ class TokenLossStore:
     def sequence_losses(self) -> Tensor:
         """``[pool windows]`` float32: each window's IL as the mean of its tokens' (what sequence-level
         selection scores with), computed a block of windows at a time."""
-        block = max(1, _CHUNK // self.seq_len)
-        means = [
-            self.windows[start : start + block].mean(axis=1, dtype=np.float32) for start in range(0, len(self.windows), block)
-        ]
-        return torch.from_numpy(np.concatenate(means))
+        return torch.from_numpy(np.concatenate([block.mean(axis=1, dtype=np.float32) for block in self._window_blocks()]))
 
     def to_tensor(self, device: torch.device | str = "cpu") -> Tensor:
         """All windows' per-token IL as one ``[pool windows, seq_len]`` float16 tensor on ``device``, for

@@ -14,7 +14,7 @@ from typing import IO
 import numpy as np
 
 from rholoss.atomic import atomic_write
-from rholoss.data.tokens.files import TokenFile, write_token_file
+from rholoss.data.tokens.files import TokenFile, map_file, write_token_file
 
 CHUNK = 1 << 22  # tokens per written chunk; random tokens are drawn per chunk, so it is part of the format
 
@@ -123,4 +123,4 @@ def open_noise_mask(path: Path, num_tokens: int) -> np.ndarray:
             f"The noise mask {path} should hold {num_tokens} bytes, found {size}: delete the token cache "
             "folder and rerun."
         )
-    return np.memmap(path, dtype=np.uint8, mode="r", shape=(num_tokens,))
+    return map_file(Path(path), np.dtype(np.uint8), num_tokens)
