@@ -446,3 +446,28 @@ def test_token_file_metadata_records_documents_and_tokenizer(corpus: Path, tmp_p
     metadata = json.loads(metadata_path(dm.files["val"].path).read_text())
     assert metadata["tokenizer"] == "byte" and metadata["dtype"] == "uint16" and metadata["count"] == len(dm.files["val"])
     assert metadata["documents"]["names"] == [doc for doc, _, _ in dm.files["val"].documents]
+
+
+def test_an_il_model_s_token_losses_written_by_window_line_up_with_the_pool_tokens(corpus: Path, tmp_path: Path) -> None:
+    """The IL stage's path: per-token losses of each pool batch -> the store by window index; entry t
+    of the store is then the loss on predicting pool token t, and a gather gives back each batch's."""
+    dm = make(corpus, tmp_path, token_noise=0.1)
+    torch.manual_seed(0)
+    model = CausalLM(dm.input_shape, dm.num_classes, config={"n_embd": 16, "n_layer": 1, "n_head": 2}, **dm.model_kwargs()).eval()
+    pool, path = dm.files["pool"].tokens, tmp_path / "il.tokens"
+    batches = []
+    with torch.no_grad(), TokenLossWriter(path, len(pool), SEQ_LEN, dm.fingerprint) as writer:
+        for index, x, y in dm.pool_dataloader():
+            losses = torch.nn.functional.cross_entropy(model(x).transpose(1, 2), y, reduction="none")
+            writer.write_windows(index, losses)
+            batches.append((index, x, losses))
+    store = TokenLossStore.open(path)
+    store.check_matches(dm.fingerprint)
+    for index, _, losses in batches:
+        assert torch.allclose(store.gather(index), losses.half().float())
+    # Token t's loss, recomputed from the tokens before it in its window.
+    t = 5 * SEQ_LEN + 3  # window 5, its third target
+    context = torch.from_numpy(pool[5 * SEQ_LEN : t].astype(np.int64))[None]
+    with torch.no_grad():
+        expected = -torch.log_softmax(model(context)[0, -1], dim=-1)[int(pool[t])]
+    assert abs(float(store.losses[t]) - float(expected)) < 1e-2 * max(1.0, float(expected))
