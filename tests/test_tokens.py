@@ -149,6 +149,10 @@ def test_a_hugging_face_tokenizer_folder_is_used_with_its_end_of_sequence_id(cor
     assert pool.tokenizer.startswith(f"hf:{folder}:300:") and pool.eos_token_id == 0
     document, start, end = pool.documents[0]
     assert load_bpe(bpe).encode((corpus / document).read_bytes()).tolist() == pool.tokens[start : end - 1].tolist()
+    # The folder saved again (same name, new files) tokenizes again.
+    saved = folder / "tokenizer.json"
+    saved.write_text(saved.read_text() + "\n")
+    assert make(corpus, tmp_path / "hf", tokenizer=str(folder)).files["pool"].path.parent != pool.path.parent
 
 
 # --- token files --------------------------------------------------------------------------------------------

@@ -161,11 +161,19 @@ class TokenCorpusDataModule(SplitDataModule):
         return {name: self._write_split(folder / f"{name}.bin", by_split[name], tokenizer) for name in SPLITS}
 
     def _cache_key(self, files: Sequence[Path]) -> str:
+        """A hash of the files' state and every setting the tokens depend on: a tokenizer folder's files
+        count too (its name alone would not change when it is saved again)."""
+        tokenizer = Path(self.tokenizer)
+        if self.tokenizer not in ("byte", "bpe") and tokenizer.is_dir():
+            folder = [path.relative_to(tokenizer) for path in sorted(tokenizer.rglob("*")) if path.is_file()]
+            tokenizer_state = files_key(tokenizer, folder)
+        else:
+            tokenizer_state = self.tokenizer
         settings = {
             "format": CACHE_FORMAT,
             "files": files_key(self.source_dir, files),
-            "tokenizer": self.tokenizer,
-            "vocab_size": self.vocab_size,
+            "tokenizer": tokenizer_state,
+            "vocab_size": self.vocab_size if self.tokenizer == "bpe" else None,
             "fractions": self.fractions,
             "split_seed": self.split_seed,
             "max_bytes": self.max_bytes,
