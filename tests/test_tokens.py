@@ -76,7 +76,7 @@ def test_byte_tokens_are_each_split_files_bytes_then_end_of_document(corpus: Pat
             expected = list((corpus / document).read_bytes()) + [256]
             assert file.tokens[start:end].tolist() == expected, (name, document)
         assert file.documents[-1][2] == len(file)
-    assert dm.num_classes == 257 and dm.input_shape == (SEQ_LEN,)
+    assert dm.num_classes == 257 and dm.input_shape == (SEQ_LEN,) and dm.target_kind == "tokens"
     assert dm.model_kwargs() == {"vocab_size": 257, "eos_token_id": 256}
 
 

@@ -75,9 +75,10 @@ class SplitDataModule(pl.LightningDataModule):
     name: str = "dataset"
     num_classes: int | None
     input_shape: tuple[int, ...]
-    # What ``y`` is: class labels (``num_classes``) or real values (``target_dim`` per point); the task
-    # (``task=``) must fit it.
-    target_kind: Literal["class", "real"] = "class"
+    # What ``y`` is: class labels (``num_classes``), real values (``target_dim`` per point) or a window's
+    # next-token ids (``tokens``: a language-model corpus, ``num_classes`` ids); the task (``task=``)
+    # must fit it.
+    target_kind: Literal["class", "real", "tokens"] = "class"
     target_dim: int = 1
     # Batches of the DataLoader path; None: torch's default (stacks fixed-shape tensors). Text sets one
     # that pads each batch to its longest sequence.

@@ -54,6 +54,8 @@ class TokenCorpusDataModule(SplitDataModule):
     per window target, :attr:`noise_share` per window.
     """
 
+    target_kind = "tokens"
+
     def __init__(
         self,
         source_dir: str | None = None,
