@@ -2,7 +2,7 @@
 
 from rholoss.data.cifar import CIFAR10DataModule, CIFAR100DataModule
 from rholoss.data.clothing1m import Clothing1MDataModule
-from rholoss.data.datamodule import PoolDataModule, Sources
+from rholoss.data.datamodule import PoolDataModule, Sources, SplitDataModule
 from rholoss.data.fashion_mnist import FashionMNISTDataModule
 from rholoss.data.image_folder import CINIC10DataModule, ImageFolderDataModule
 from rholoss.data.glue import GLUEDataModule
@@ -25,6 +25,7 @@ __all__ = [
     "PoolDataModule",
     "QMNISTDataModule",
     "Sources",
+    "SplitDataModule",
     "SyntheticDataModule",
     "SyntheticRegressionDataModule",
     "TensorFileDataModule",

@@ -34,7 +34,8 @@ def token_noise_spans(num_tokens: int, share: float, mean_span: int, rng: np.ran
     if noisy == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     count = max(1, round(noisy / mean_span))
-    cuts = np.sort(rng.choice(np.arange(1, noisy), size=count - 1, replace=False)) if count > 1 else np.empty(0, np.int64)
+    # Cut points 1..noisy-1, drawn without materialising that range (RAM: O(count), not O(pool)).
+    cuts = np.sort(rng.choice(noisy - 1, size=count - 1, replace=False) + 1) if count > 1 else np.empty(0, np.int64)
     lengths = np.diff(np.concatenate([[0], cuts, [noisy]])).astype(np.int64)
     gap_cuts = np.sort(rng.integers(0, num_tokens - noisy + 1, size=count))
     gaps = np.diff(np.concatenate([[0], gap_cuts])).astype(np.int64)  # the gap before each span
