@@ -27,6 +27,7 @@ from rholoss.pipelines import build_model
 from tests.conftest import config_in
 
 SEQ_LEN = 16
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def memory_mapped(array: np.ndarray) -> bool:
