@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import csv
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,14 +31,7 @@ TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "in
 TEXT_EXPERIMENTS = ["cola_albert_irred", "cola_albert_main", "sst2_albert_irred", "sst2_albert_main"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from intra-op threads, and on a shared CPU those threads wait on each
-    other: one thread made the IL stage here ~10x faster on the 2-core development machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from rholoss.data.cifar import CIFAR10DataModule, CIFAR100DataModule
 from rholoss.data.clothing1m import Clothing1MDataModule
-from rholoss.data.datamodule import PoolDataModule, Sources
+from rholoss.data.datamodule import PoolDataModule, Sources, SplitDataModule
 from rholoss.data.fashion_mnist import FashionMNISTDataModule
 from rholoss.data.image_folder import CINIC10DataModule, ImageFolderDataModule
 from rholoss.data.glue import GLUEDataModule
@@ -10,6 +10,7 @@ from rholoss.data.indexed import IndexedDataset
 from rholoss.data.mnist import MNISTDataModule, QMNISTDataModule
 from rholoss.data.synthetic import SyntheticDataModule, SyntheticRegressionDataModule
 from rholoss.data.tensor_file import TensorFileDataModule
+from rholoss.data.tokens import TokenCorpusDataModule
 
 __all__ = [
     "CIFAR10DataModule",
@@ -24,7 +25,9 @@ __all__ = [
     "PoolDataModule",
     "QMNISTDataModule",
     "Sources",
+    "SplitDataModule",
     "SyntheticDataModule",
     "SyntheticRegressionDataModule",
     "TensorFileDataModule",
+    "TokenCorpusDataModule",
 ]

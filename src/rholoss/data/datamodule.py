@@ -60,13 +60,189 @@ class Sources:
         return cls(**fields)
 
 
-class PoolDataModule(pl.LightningDataModule):
+class SplitDataModule(pl.LightningDataModule):
+    """What every training source shares with the pipelines: named splits (``pool``, ``holdout``,
+    ``val``, ``test``) of points that travel with their index, and their loaders.
+
+    ``train_split`` says which split :meth:`train_dataloader` serves: the pool for target training
+    (large batches of ``batch_size``), the holdout for IL training. ``on_device`` serves in-memory
+    splits as tensors on the training device (:class:`InMemoryBatches`) instead of through a
+    DataLoader; both give the same batches for the same seed. A subclass fills ``_datasets`` in
+    ``setup`` (after :meth:`draw_shuffle_seed`) and says how a split is held in memory
+    (:meth:`split_tensors`).
+    """
+
+    name: str = "dataset"
+    num_classes: int | None
+    input_shape: tuple[int, ...]
+    # What ``y`` is: class labels (``num_classes``), real values (``target_dim`` per point) or a window's
+    # next-token ids (``tokens``: a language-model corpus, ``num_classes`` ids); the task (``task=``)
+    # must fit it.
+    target_kind: Literal["class", "real", "tokens"] = "class"
+    target_dim: int = 1
+    # Batches of the DataLoader path; None: torch's default (stacks fixed-shape tensors). Text sets one
+    # that pads each batch to its longest sequence.
+    collate_fn: Callable[[list[Any]], Any] | None = None
+    # Per-sample augmentation of target training through ``train_transform`` (PoolDataModule's setting).
+    augment: bool = False
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        eval_batch_size: int = 1024,
+        split_seed: int = 0,
+        train_split: Literal["pool", "holdout"] = "pool",
+        num_workers: int = 0,
+        on_device: bool = False,
+    ) -> None:
+        super().__init__()
+        if train_split not in ("pool", "holdout"):
+            raise ValueError(f"train_split must be 'pool' or 'holdout', got {train_split!r}.")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.split_seed = split_seed
+        self.train_split = train_split
+        self.num_workers = num_workers
+        self.on_device = on_device
+        self.relevant: Tensor | None = None  # per pool point: is its (given) class relevant
+        self.train_positions: Tensor | None = None  # restrict_training: the points train_dataloader serves
+        # Per-sample input transforms of the DataLoader path (None for in-memory tensors): ``train_transform``
+        # augments target training when ``augment`` is on, ``eval_transform`` serves everything else (IL
+        # training and scoring included).
+        self.train_transform: Callable | None = None
+        self.eval_transform: Callable | None = None
+        self._on_device: dict[str, tuple[Tensor, Tensor]] = {}
+        self._datasets: dict[str, Dataset] = {}
+
+    def draw_shuffle_seed(self) -> None:
+        """The seed of every training epoch's order, drawn at setup from the seeded global RNG and not
+        when a loader is made: a resumed run restores the RNG state of its checkpoint before Lightning
+        asks for the loader."""
+        self.shuffle_seed = int(torch.randint(0, 2**62, (1,)))
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """What a model needs to know about the inputs beyond ``input_shape`` and ``num_classes``
+        (text: the tokenizer's vocabulary size and padding id); valid after :meth:`setup`."""
+        return {}
+
+    def split(self, name: str) -> Dataset:
+        if not self._datasets:
+            raise RuntimeError("Call setup() before asking for a split.")
+        return self._datasets[name]
+
+    def train_augmentation(self) -> BatchAugment | None:
+        """The batched augmentation for target training; None here."""
+        return None
+
+    def restrict_training(self, positions: Tensor | None) -> None:
+        """Let :meth:`train_dataloader` serve only these positions of the training split (None: all
+        of it): an SVP core-set of the pool, one half of the pool or a share of the holdout for an IL
+        model. Batches keep the points' indices in the split, so the IL store, the noise mask and the
+        selection statistics still apply; :meth:`pool_dataloader` still covers the whole pool."""
+        if positions is None:
+            self.train_positions = None
+            return
+        split_size = len(self.split(self.train_split))
+        positions = torch.as_tensor(positions, dtype=torch.long)
+        if positions.ndim != 1 or len(positions) == 0:
+            raise ValueError("restrict_training needs a non-empty 1-d tensor of positions.")
+        if int(positions.min()) < 0 or int(positions.max()) >= split_size:
+            raise ValueError(
+                f"restrict_training: positions must lie in [0, {split_size}), the {self.train_split} split's size."
+            )
+        if len(positions) < self.batch_size:
+            raise ValueError(
+                f"Training on {len(positions)} points of the {self.train_split} split, fewer than one batch "
+                f"of {self.batch_size}: lower the batch size or train on more points."
+            )
+        self.train_positions = positions
+
+    def _loader(
+        self,
+        name: str,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool = False,
+        positions: Tensor | None = None,
+        augment: bool = False,
+    ) -> Iterable:
+        """Batches of split ``name``, or only of its points ``positions`` (their indices unchanged);
+        ``augment``: through ``train_transform`` (DataLoader path)."""
+        dataset = self.split(name)
+        if augment and self.train_transform is not None:
+            dataset = dataset.with_transform(self.train_transform)
+        size = len(dataset) if positions is None else len(positions)
+        shuffler = None
+        if shuffle:
+            # Under DDP each rank draws its own share of the split (see EpochPermutation).
+            rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+            shuffler = EpochPermutation(size, self.shuffle_seed, rank, world_size)
+            shuffler.start_after(self._batches_trained(), batch_size, drop_last)
+        if self.on_device:
+            x, y = self._device_tensors(name)
+            return InMemoryBatches(x, y, batch_size, drop_last, shuffler, positions)
+        return DataLoader(
+            dataset if positions is None else Subset(dataset, positions.tolist()),
+            batch_size=batch_size,
+            sampler=shuffler,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            # Its own generator (worker seeds), so that loading never draws from the global RNG.
+            generator=torch.Generator().manual_seed(self.shuffle_seed),
+            collate_fn=self.collate_fn,
+        )
+
+    def _batches_trained(self) -> int:
+        """Training batches already done: 0, or the restored step count of a resumed run (Lightning
+        restores its loops before it asks for the training loader)."""
+        if self.trainer is None:
+            return 0
+        return self.trainer.global_step * self.trainer.accumulate_grad_batches
+
+    def _device_tensors(self, name: str) -> tuple[Tensor, Tensor]:
+        """The split's inputs and labels on the training device, copied there once."""
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        cached = self._on_device.get(name)
+        if cached is None or cached[1].device != device:
+            cached = self._on_device[name] = self.split_tensors(name, device)
+        return cached
+
+    def split_tensors(self, name: str, device: torch.device) -> tuple[Tensor, Tensor]:
+        """``(x, y)`` of split ``name`` as tensors on ``device``, whose rows are its points (on_device)."""
+        return in_memory_tensors(self.split(name), device)
+
+    def train_dataloader(self) -> Iterable:
+        # Large batches for the target keep a constant size n_B, so every step selects the same n_b.
+        pool = self.train_split == "pool"
+        augment = pool and self.augment  # the IL model trains on un-augmented inputs
+        return self._loader(
+            self.train_split, self.batch_size, shuffle=True, drop_last=pool, positions=self.train_positions,
+            augment=augment,
+        )
+
+    def val_dataloader(self) -> Iterable:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> Iterable:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    def pool_dataloader(self, positions: Tensor | None = None) -> Iterable:
+        """The pool (or its points at ``positions``) in order, indexed by pool position and without
+        augmentation, for computing irreducible losses."""
+        return self._loader("pool", self.eval_batch_size, shuffle=False, positions=positions)
+
+    def describe(self) -> dict[str, Any]:
+        return {name: len(ds) for name, ds in self._datasets.items()}
+
+
+class PoolDataModule(SplitDataModule):
     """Four seeded splits of one dataset: ``pool`` (the target model selects from it), ``holdout``
     (trains the IL model), ``val`` (model choice) and ``test``.
 
-    ``train_split`` says which split :meth:`train_dataloader` serves: the pool for target training
-    (large batches of ``batch_size``), the holdout for IL training. ``train_subset`` keeps only the
-    first that many points of the training source before splitting, for quick runs.
+    ``train_subset`` keeps only the first that many points of the training source before splitting, for quick runs.
     ``relevant_classes`` keeps only those classes in holdout, val and test while the pool keeps all
     (the paper's relevance experiment): the IL model then learns which points matter.
     ``val_from`` says where val is split off when the dataset has no val source of its own: the
@@ -75,23 +251,10 @@ class PoolDataModule(pl.LightningDataModule):
     ``noise_type`` ``uniform`` corrupts a ``label_noise`` fraction of the pool with random other
     classes; ``structured`` flips each class ``source`` of ``noise_pairs`` (default: the paper's MNIST
     pairs) to ``target`` with probability ``label_noise``.
-    ``on_device`` serves in-memory datasets as tensors on the training device (:class:`InMemoryBatches`)
-    instead of through a DataLoader; both give the same batches for the same seed.
     ``augment`` asks the target model to crop (``crop_padding``) and flip each large batch on the
     device (:meth:`train_augmentation`), or, for datasets decoded per sample, the DataLoader to apply
     ``train_transform``; the IL stage and all evaluation see un-augmented inputs.
     """
-
-    name: str = "dataset"
-    num_classes: int | None
-    input_shape: tuple[int, ...]
-    # What ``y`` is: class labels (``num_classes``) or real values (``target_dim`` per point); the task
-    # (``task=``) must fit it.
-    target_kind: Literal["class", "real"] = "class"
-    target_dim: int = 1
-    # Batches of the DataLoader path; None: torch's default (stacks fixed-shape tensors). Text sets one
-    # that pads each batch to its longest sequence.
-    collate_fn: Callable[[list[Any]], Any] | None = None
 
     def __init__(
         self,
@@ -112,40 +275,21 @@ class PoolDataModule(pl.LightningDataModule):
         augment: bool = False,
         crop_padding: int = 4,
     ) -> None:
-        super().__init__()
-        if train_split not in ("pool", "holdout"):
-            raise ValueError(f"train_split must be 'pool' or 'holdout', got {train_split!r}.")
+        super().__init__(batch_size, eval_batch_size, split_seed, train_split, num_workers, on_device)
         if val_from not in ("train", "holdout"):
             raise ValueError(f"val_from must be 'train' or 'holdout', got {val_from!r}.")
         if noise_type not in ("uniform", "structured"):
             raise ValueError(f"noise_type must be 'uniform' or 'structured', got {noise_type!r}.")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}.")
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
         self.val_size = val_size
         self.holdout_fraction = holdout_fraction
         self.label_noise = label_noise
-        self.split_seed = split_seed
-        self.train_split = train_split
-        self.num_workers = num_workers
         self.train_subset = train_subset
         self.relevant_classes = sorted(relevant_classes) if relevant_classes is not None else None
-        self.relevant: Tensor | None = None  # per pool point: is its (given) class relevant
-        self.on_device = on_device
         self.val_from = val_from
         self.noise_type = noise_type
         self.noise_pairs = [tuple(int(c) for c in pair) for pair in noise_pairs] if noise_pairs is not None else None
         self.augment = augment
         self.crop_padding = crop_padding
-        self.train_positions: Tensor | None = None  # restrict_training: the points train_dataloader serves
-        # Per-sample input transforms of the DataLoader path (None for in-memory tensors): ``train_transform``
-        # augments target training when ``augment`` is on, ``eval_transform`` serves everything else (IL
-        # training and scoring included).
-        self.train_transform: Callable | None = None
-        self.eval_transform: Callable | None = None
-        self._on_device: dict[str, tuple[Tensor, Tensor]] = {}
-        self._datasets: dict[str, IndexedDataset] = {}
 
     @abstractmethod
     def load_sources(self) -> Sources:
@@ -154,9 +298,7 @@ class PoolDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._datasets:  # idempotent: the pipelines call it before Lightning does
             return
-        # Drawn here, from the seeded global RNG, and not when a loader is made: a resumed run restores
-        # the RNG state of its checkpoint before Lightning asks for the loader.
-        self.shuffle_seed = int(torch.randint(0, 2**62, (1,)))
+        self.draw_shuffle_seed()
         sources = self.load_sources()
         classes = self.relevant_classes
         if classes is not None and self.target_kind != "class":
@@ -244,16 +386,6 @@ class PoolDataModule(pl.LightningDataModule):
             indices, labels = indices[keep], labels[keep]
         return IndexedDataset(source, indices, labels, self.eval_transform)
 
-    def model_kwargs(self) -> dict[str, Any]:
-        """What a model needs to know about the inputs beyond ``input_shape`` and ``num_classes``
-        (text: the tokenizer's vocabulary size and padding id); valid after :meth:`setup`."""
-        return {}
-
-    def split(self, name: str) -> IndexedDataset:
-        if not self._datasets:
-            raise RuntimeError("Call setup() before asking for a split.")
-        return self._datasets[name]
-
     @property
     def has_label_noise(self) -> bool:
         return self.label_noise > 0
@@ -269,100 +401,3 @@ class PoolDataModule(pl.LightningDataModule):
                 f"{tuple(self.input_shape)}: set datamodule.augment=false."
             )
         return BatchAugment(self.crop_padding)
-
-    def restrict_training(self, positions: Tensor | None) -> None:
-        """Let :meth:`train_dataloader` serve only these positions of the training split (None: all
-        of it): an SVP core-set of the pool, one half of the pool or a share of the holdout for an IL
-        model. Batches keep the points' indices in the split, so the IL store, the noise mask and the
-        selection statistics still apply; :meth:`pool_dataloader` still covers the whole pool."""
-        if positions is None:
-            self.train_positions = None
-            return
-        split_size = len(self.split(self.train_split))
-        positions = torch.as_tensor(positions, dtype=torch.long)
-        if positions.ndim != 1 or len(positions) == 0:
-            raise ValueError("restrict_training needs a non-empty 1-d tensor of positions.")
-        if int(positions.min()) < 0 or int(positions.max()) >= split_size:
-            raise ValueError(
-                f"restrict_training: positions must lie in [0, {split_size}), the {self.train_split} split's size."
-            )
-        if len(positions) < self.batch_size:
-            raise ValueError(
-                f"Training on {len(positions)} points of the {self.train_split} split, fewer than one batch "
-                f"of {self.batch_size}: lower the batch size or train on more points."
-            )
-        self.train_positions = positions
-
-    def _loader(
-        self,
-        name: str,
-        batch_size: int,
-        shuffle: bool,
-        drop_last: bool = False,
-        positions: Tensor | None = None,
-        augment: bool = False,
-    ) -> Iterable:
-        """Batches of split ``name``, or only of its points ``positions`` (their indices unchanged);
-        ``augment``: through ``train_transform`` (DataLoader path)."""
-        dataset = self.split(name)
-        if augment and self.train_transform is not None:
-            dataset = dataset.with_transform(self.train_transform)
-        size = len(dataset) if positions is None else len(positions)
-        shuffler = None
-        if shuffle:
-            # Under DDP each rank draws its own share of the split (see EpochPermutation).
-            rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-            shuffler = EpochPermutation(size, self.shuffle_seed, rank, world_size)
-            shuffler.start_after(self._batches_trained(), batch_size, drop_last)
-        if self.on_device:
-            x, y = self._device_tensors(name)
-            return InMemoryBatches(x, y, batch_size, drop_last, shuffler, positions)
-        return DataLoader(
-            dataset if positions is None else Subset(dataset, positions.tolist()),
-            batch_size=batch_size,
-            sampler=shuffler,
-            drop_last=drop_last,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            # Its own generator (worker seeds), so that loading never draws from the global RNG.
-            generator=torch.Generator().manual_seed(self.shuffle_seed),
-            collate_fn=self.collate_fn,
-        )
-
-    def _batches_trained(self) -> int:
-        """Training batches already done: 0, or the restored step count of a resumed run (Lightning
-        restores its loops before it asks for the training loader)."""
-        if self.trainer is None:
-            return 0
-        return self.trainer.global_step * self.trainer.accumulate_grad_batches
-
-    def _device_tensors(self, name: str) -> tuple[Tensor, Tensor]:
-        """The split's inputs and labels on the training device, copied there once."""
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        cached = self._on_device.get(name)
-        if cached is None or cached[1].device != device:
-            cached = self._on_device[name] = in_memory_tensors(self.split(name), device)
-        return cached
-
-    def train_dataloader(self) -> Iterable:
-        # Large batches for the target keep a constant size n_B, so every step selects the same n_b.
-        pool = self.train_split == "pool"
-        augment = pool and self.augment  # the IL model trains on un-augmented inputs
-        return self._loader(
-            self.train_split, self.batch_size, shuffle=True, drop_last=pool, positions=self.train_positions,
-            augment=augment,
-        )
-
-    def val_dataloader(self) -> Iterable:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> Iterable:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
-
-    def pool_dataloader(self, positions: Tensor | None = None) -> Iterable:
-        """The pool (or its points at ``positions``) in order, indexed by pool position and without
-        augmentation, for computing irreducible losses."""
-        return self._loader("pool", self.eval_batch_size, shuffle=False, positions=positions)
-
-    def describe(self) -> dict[str, Any]:
-        return {name: len(ds) for name, ds in self._datasets.items()}

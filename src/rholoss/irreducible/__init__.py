@@ -1,5 +1,6 @@
-"""Irreducible losses: the store format and where stores live."""
+"""Irreducible losses: the store formats (per point, per token) and where stores live."""
 
 from rholoss.irreducible.store import IrreducibleLossStore, StoreError, find_store, store_path
+from rholoss.irreducible.token_store import TokenLossStore, TokenLossWriter
 
-__all__ = ["IrreducibleLossStore", "StoreError", "find_store", "store_path"]
+__all__ = ["IrreducibleLossStore", "StoreError", "TokenLossStore", "TokenLossWriter", "find_store", "store_path"]

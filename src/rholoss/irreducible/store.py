@@ -82,16 +82,21 @@ class IrreducibleLossStore:
         return cls(losses, payload["fingerprint"], payload.get("metadata", {}))
 
     def check_matches(self, fingerprint: dict[str, Any], path: Path | str = "the IL store") -> None:
-        differences = fingerprint_differences(fingerprint, self.fingerprint)
-        if differences:
-            raise StoreError(
-                f"{path} was made for other data:\n  " + "\n  ".join(differences) + "\n"
-                "Make a store for this data with run_irreducible.py and the same datamodule settings."
-            )
+        check_fingerprint(fingerprint, self.fingerprint, path)
         if len(self.losses) != fingerprint["pool_size"]:
             raise StoreError(
                 f"{path} holds {len(self.losses)} losses for a pool of {fingerprint['pool_size']}. {_FIX}"
             )
+
+
+def check_fingerprint(expected: dict[str, Any], found: dict[str, Any], path: Path | str) -> None:
+    """Refuse a store made for other data, naming every setting that differs."""
+    differences = fingerprint_differences(expected, found)
+    if differences:
+        raise StoreError(
+            f"{path} was made for other data:\n  " + "\n  ".join(differences) + "\n"
+            "Make a store for this data with run_irreducible.py and the same datamodule settings."
+        )
 
 
 def pool_folder(cache_dir: Path, fingerprint: dict[str, Any]) -> Path:
@@ -99,13 +104,14 @@ def pool_folder(cache_dir: Path, fingerprint: dict[str, Any]) -> Path:
     return Path(cache_dir) / f"{fingerprint['dataset']}-{fingerprint['digest']}"
 
 
-def store_path(cache_dir: Path, fingerprint: dict[str, Any], il_config: dict[str, Any]) -> Path:
-    """A store's place in the cache: the pool's folder, then a hash of the IL training config."""
+def store_path(cache_dir: Path, fingerprint: dict[str, Any], il_config: dict[str, Any], suffix: str = ".pt") -> Path:
+    """A store's place in the cache: the pool's folder, then a hash of the IL training config;
+    ``suffix`` tells the per-point store (``.pt``) from the per-token one (``.tokens``)."""
     config_hash = hashlib.sha256(json.dumps(il_config, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return pool_folder(cache_dir, fingerprint) / f"il-{config_hash}.pt"
+    return pool_folder(cache_dir, fingerprint) / f"il-{config_hash}{suffix}"
 
 
-def find_store(cache_dir: Path, fingerprint: dict[str, Any]) -> Path | None:
-    """The newest store in the cache for this pool, or None."""
-    stores = sorted(pool_folder(cache_dir, fingerprint).glob("il-*.pt"), key=lambda p: p.stat().st_mtime)
+def find_store(cache_dir: Path, fingerprint: dict[str, Any], suffix: str = ".pt") -> Path | None:
+    """The newest store (of the kind ``suffix`` names) in the cache for this pool, or None."""
+    stores = sorted(pool_folder(cache_dir, fingerprint).glob(f"il-*{suffix}"), key=lambda p: p.stat().st_mtime)
     return stores[-1] if stores else None

@@ -1,10 +1,11 @@
-"""Plain ``nn.Module`` classifiers, built from ``input_shape`` and ``num_classes`` (text models also
-from the datamodule's ``model_kwargs``); no Lightning inside.
+"""Plain ``nn.Module`` classifiers and language models, built from ``input_shape`` and ``num_classes``
+(text models also from the datamodule's ``model_kwargs``); no Lightning inside.
 
 The CIFAR families take 32x32 images (small stems, little downsampling); ``torchvision_resnet18``
 and ``torchvision_resnet50`` are the ImageNet-size models for Clothing-1M.
 """
 
+from rholoss.models.causal_lm import CausalLM
 from rholoss.models.cnn import SmallCNN
 from rholoss.models.densenet import CifarDenseNet, densenet121
 from rholoss.models.googlenet import CifarGoogLeNet
@@ -18,6 +19,7 @@ from rholoss.models.vgg import CifarVGG, vgg11_bn
 
 __all__ = [
     "MLP",
+    "CausalLM",
     "CifarDenseNet",
     "CifarGoogLeNet",
     "CifarInceptionV3",
