@@ -29,7 +29,7 @@ def pool_batches(x: Tensor, y: Tensor, size: int = 4) -> list[tuple[Tensor, Tens
     return [(index[i : i + size], x[i : i + size], y[i : i + size]) for i in range(0, len(y), size)]
 
 
-def stale_module(selection: str = "loss", stale_every: int | None = 3, step: int = 0, **kwargs: Any):
+def stale_module(selection: str = "entropy", stale_every: int | None = 3, step: int = 0, **kwargs: Any):
     """A module at global step ``step`` whose datamodule serves a fixed pool of POOL points."""
     torch.manual_seed(1)
     x, y = torch.randn(POOL, CLASSES), torch.randint(0, CLASSES, (POOL,))
@@ -78,6 +78,21 @@ def test_refresh_runs_on_schedule_and_trained_points_refresh_their_own_scores() 
     module.trainer.global_step = 3  # a multiple of stale_every: the whole pool is re-scored first
     module.training_step((index, x[index], y[index]), 0)
     assert bool((module.cached_outputs.abs().sum(-1) > 0).all())
+
+
+def test_loss_methods_cache_one_loss_per_point_not_the_outputs() -> None:
+    """loss and loss_stale need no class logits: the cache holds each point's loss (any task, a
+    sequence's included), and scores read it without a forward pass."""
+    module, x, y = stale_module("loss_stale")
+    assert module.cached_outputs.shape == (POOL,)
+    module.refresh_score_cache()
+    with torch.no_grad():
+        losses = torch.nn.functional.cross_entropy(module.model(x), y, reduction="none")
+        assert torch.allclose(module.cached_outputs, losses)
+        module.model.weight.mul_(-3.0)
+    index = torch.tensor([7, 2, 5, 0])
+    scored = module.score_batch(index, x[index], y[index])
+    assert scored.logits is None and torch.equal(scored.loss, losses[index])
 
 
 def test_loss_stale_defaults_to_reusing_scores_and_loss_does_not() -> None:

@@ -11,7 +11,7 @@ from torch import nn
 from rholoss.modules import OnlineBatchSelection
 from rholoss.selection import TokenSelectionInput, get_selection, list_selections
 from rholoss.selection.registry import top_token_mask
-from rholoss.tasks import CausalLM, Classification, Regression, TaskMismatchError
+from rholoss.tasks import LanguageModeling, Classification, Regression, TaskMismatchError
 
 VOCAB, T, B = 11, 6, 4
 
@@ -26,7 +26,7 @@ class TinyLM(nn.Module):
 
 
 def test_causal_lm_losses_and_metric() -> None:
-    task = CausalLM(VOCAB)
+    task = LanguageModeling(VOCAB)
     logits, targets = torch.randn(B, T, VOCAB), torch.randint(0, VOCAB, (B, T))
     tokens = task.token_loss(logits, targets)
     expected = F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1), reduction="none").view(B, T)
@@ -42,8 +42,8 @@ def test_causal_lm_losses_and_metric() -> None:
 
 
 def test_token_methods_apply_to_sequences_only() -> None:
-    assert {"token_reducible_loss", "token_loss"} <= set(list_selections(CausalLM()))
-    assert "token_loss" not in list_selections(Classification()) and "entropy" not in list_selections(CausalLM())
+    assert {"token_reducible_loss", "token_loss"} <= set(list_selections(LanguageModeling()))
+    assert "token_loss" not in list_selections(Classification()) and "entropy" not in list_selections(LanguageModeling())
     for task in (Classification(3), Regression(1)):
         with pytest.raises(TaskMismatchError, match="'token_reducible_loss' needs per-token losses"):
             OnlineBatchSelection(nn.Linear(3, 3), task, selection="token_reducible_loss")
@@ -62,7 +62,7 @@ def test_top_token_mask_takes_the_top_share_across_the_batch() -> None:
 
 def test_a_token_level_step_trains_on_the_chosen_tokens() -> None:
     torch.manual_seed(0)
-    module = OnlineBatchSelection(TinyLM(), CausalLM(VOCAB), selection="token_reducible_loss", percent_train=1.0,
+    module = OnlineBatchSelection(TinyLM(), LanguageModeling(VOCAB), selection="token_reducible_loss", percent_train=1.0,
                                   options={"token_fraction": 0.25})
     pool = 10
     il = torch.rand(pool, T).half()
@@ -75,7 +75,7 @@ def test_a_token_level_step_trains_on_the_chosen_tokens() -> None:
     module.log_interval_means = lambda *args, **kwargs: None  # no trainer attached
     loss = module.training_step((index, x, y), 0)
     with torch.no_grad():
-        tokens = CausalLM(VOCAB).token_loss(module.model(x), y)
+        tokens = LanguageModeling(VOCAB).token_loss(module.model(x), y)
     expected_mask = top_token_mask(tokens - il[index].float(), 0.25)
     assert float(loss.detach()) == pytest.approx(float(tokens[expected_mask].mean()), rel=1e-5)
     loss.backward()  # only the chosen tokens carry gradient: the step is one ordinary backward pass
@@ -87,7 +87,7 @@ def test_a_token_level_step_trains_on_the_chosen_tokens() -> None:
 
 def test_sequence_level_selection_counts_every_token_of_a_selected_window() -> None:
     torch.manual_seed(0)
-    module = OnlineBatchSelection(TinyLM(), CausalLM(VOCAB), selection="reducible_loss", percent_train=0.5)
+    module = OnlineBatchSelection(TinyLM(), LanguageModeling(VOCAB), selection="reducible_loss", percent_train=0.5)
     pool = 8
     noise = torch.zeros(pool, T, dtype=torch.bool)
     noise[2] = True  # window 2 is all noise

@@ -12,6 +12,8 @@ import shlex
 import subprocess
 import time
 import warnings
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +24,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
+from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint, ProgressBar
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies import DDPStrategy
 from torch import Tensor
@@ -32,10 +34,9 @@ from rholoss.atomic import atomic_write_json, atomic_write_text
 from rholoss.callbacks import CheckpointError, StepCheckpoint, ValCurve, resolve_resume
 from rholoss.data import PoolDataModule
 from rholoss.data.splits import pool_halves, seeded_fraction
-from rholoss.irreducible import IrreducibleLossStore, StoreError, find_store, store_path
+from rholoss.irreducible import IrreducibleLossStore, StoreError, TokenLossStore, TokenLossWriter, find_store, store_path
 from rholoss.modules import EntropyProxy, OnlineBatchSelection, SupervisedModule, max_entropy_coreset
-from rholoss.selection import get_selection, selection_size
-from rholoss.selection.registry import check_applies
+from rholoss.selection import SelectionMethod, check_applies, get_selection, selection_size
 from rholoss.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 # The loaders do resume mid-epoch, from the restored step (EpochPermutation.start_after).
 warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+# The IL stage's pool scores carry their own indices; Lightning's writer callback needs none.
+warnings.filterwarnings("ignore", message=".*Couldn't infer the batch indices.*")
 
 # Keys of the selection config read by the module itself; the rest go to the selection function.
 _SHARED_SELECTION_KEYS = {
@@ -91,7 +94,7 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         task = task.fit_to(datamodule)
         positions = None if fraction == 1.0 else seeded_fraction(len(datamodule.split("holdout")), fraction, cfg.seed)
         models = [_fit_il_model(cfg, datamodule, task, output_dir / "checkpoints", positions, "holdout", resumed_from)]
-        losses = _pool_losses(models[0], datamodule)
+        scorers = [(models[0], None)]
     else:
         datamodule = _datamodule(cfg, train_split="pool")
         task = task.fit_to(datamodule)
@@ -101,10 +104,7 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
             _fit_il_model(cfg, datamodule, task, output_dir / "checkpoints" / "half_a", half_a, "half_a"),
             _fit_il_model(cfg, datamodule, task, output_dir / "checkpoints" / "half_b", half_b, "half_b"),
         ]
-        losses = torch.empty(pool_size)
-        losses[half_a] = _pool_losses(models[1], datamodule, half_a)  # each half scored by the other's model
-        losses[half_b] = _pool_losses(models[0], datamodule, half_b)
-    wall_seconds = time.perf_counter() - started
+        scorers = [(models[1], half_a), (models[0], half_b)]  # each half scored by the other's model
     # The IL model's validation score in the task's metric (val_acc for classification), mean of both halves.
     val_key = f"val_{task.metric}"
     val_score = sum(m.val_score for m in models) / len(models)
@@ -120,7 +120,7 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.seed,
     }
     path = Path(cfg.irreducible.path) if cfg.irreducible.path else store_path(
-        Path(cfg.paths.cache_dir), datamodule.fingerprint, il_config
+        Path(cfg.paths.cache_dir), datamodule.fingerprint, il_config, _store_suffix(task)
     )
     metadata = {
         "il_config": il_config,
@@ -133,8 +133,9 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         "run_dir": str(output_dir),
     }
     trainer = models[0].trainer
-    if trainer.is_global_zero:  # every rank scored the whole pool; one writes
-        IrreducibleLossStore(losses, datamodule.fingerprint, metadata).save(path)
+    # Every rank scores the whole pool; one writes.
+    mean_irreducible_loss = _write_store(task, datamodule, scorers, path, metadata, trainer.is_global_zero)
+    wall_seconds = time.perf_counter() - started
     for model in models:
         _close_loggers(model.trainer)
     results = {
@@ -148,7 +149,7 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         "best_checkpoint": models[0].best_checkpoint if len(models) == 1 else None,
         "il_models": metadata["il_models"],
         "steps": sum(m.trainer.global_step for m in models),
-        "mean_irreducible_loss": float(losses.mean()),
+        "mean_irreducible_loss": mean_irreducible_loss,
         "wall_seconds": round(wall_seconds, 3),
         "resumed_from": resumed_from,
         "dataset": datamodule.fingerprint,
@@ -175,10 +176,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
     output_dir = _start(cfg)
     # A content-blind method may draw just the n_b points it trains on: the same distribution of
-    # steps as drawing n_B and keeping n_b, without loading the 90% it would throw away.
-    datamodule = _datamodule(cfg, train_split="pool", batch_size=batch_size if draw_only_selected else large_batch_size)
+    # steps as drawing n_B and keeping n_b, without loading the 90% it would throw away. A token-level
+    # method trains on (a share of the tokens of) every sequence it draws, so it draws n_b too.
+    draws_n_b = draw_only_selected or method.token_level
+    datamodule = _datamodule(cfg, train_split="pool", batch_size=batch_size if draws_n_b else large_batch_size)
     task = task.fit_to(datamodule)
-    store, store_file = _irreducible_store(cfg, datamodule, task) if method.needs_irreducible else (None, None)
+    losses, store_file = _irreducible_losses(cfg, datamodule, task, method) if method.needs_irreducible else (None, None)
     coreset = _svp_coreset(cfg, datamodule, task) if method.needs_coreset else None
 
     module = OnlineBatchSelection(
@@ -186,7 +189,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         task,
         instantiate(cfg.optimizer),
         selection=method.name,
-        percent_train=1.0 if draw_only_selected else cfg.selection.percent_train,
+        percent_train=1.0 if draws_n_b else cfg.selection.percent_train,
         precision=str(cfg.selection.precision),
         model_mode=cfg.selection.model_mode,
         mc_samples=cfg.selection.get("mc_samples", 10),
@@ -194,12 +197,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         augment=datamodule.train_augmentation(),
         options={k: v for k, v in cfg.selection.items() if k not in _SHARED_SELECTION_KEYS},
     )
-    if store is not None:
-        module.set_irreducible_losses(store.losses)
+    if losses is not None:
+        module.set_irreducible_losses(losses)
+    pool_size = len(datamodule.split("pool"))
+    token_noise = task.token_level and datamodule.has_label_noise
     module.prepare_pool(
-        len(datamodule.split("pool")),
+        pool_size,
         corrupted=datamodule.corrupted if datamodule.has_label_noise else None,
         relevant=datamodule.relevant,
+        token_noise=datamodule.target_noise(torch.arange(pool_size)) if token_noise else None,
     )
     val_curve = ValCurve(task.val_metric, task.mode)
     trainer = _trainer(cfg, output_dir, [val_curve])
@@ -239,6 +245,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         f"best_val_{task.metric}": val_curve.best,
         f"test_{task.metric}": test_score,
         "noisy_selected_fraction": module.noisy_selected_fraction,
+        "tokens_trained": module.tokens_trained,
+        "token_fraction": cfg.selection.get("token_fraction") if method.token_level else None,
         "relevant_selected_fraction": module.relevant_selected_fraction,
         "selection_counts": module.selection_count_summary(),
         "wall_seconds": round(wall_seconds, 3),
@@ -525,7 +533,16 @@ def _close_loggers(trainer: pl.Trainer) -> None:
             logger.experiment.finish()
 
 
-def _irreducible_store(cfg: DictConfig, datamodule: PoolDataModule, task: Task) -> tuple[IrreducibleLossStore, Path]:
+def _store_suffix(task: Task) -> str:
+    """Per-point stores are ``.pt`` files; per-token stores (sequences) their own format."""
+    return ".tokens" if task.token_level else ".pt"
+
+
+def _irreducible_losses(
+    cfg: DictConfig, datamodule: PoolDataModule, task: Task, method: SelectionMethod
+) -> tuple[Tensor, Path]:
+    """The IL of every pool point from its store (found in the cache or named), checked against the
+    data and the task: ``[N]``, or ``[N, T]`` per token for token-level methods."""
     if cfg.irreducible.path:
         path = Path(cfg.irreducible.path)
         if not path.is_file():
@@ -534,47 +551,115 @@ def _irreducible_store(cfg: DictConfig, datamodule: PoolDataModule, task: Task) 
                 f"irreducible.path={shlex.quote(str(path))}"
             )
     else:
-        path = find_store(Path(cfg.paths.cache_dir), datamodule.fingerprint)
+        path = find_store(Path(cfg.paths.cache_dir), datamodule.fingerprint, _store_suffix(task))
         if path is None:
             raise StoreError(
                 f"Selection {cfg.selection.name!r} needs irreducible losses, and the cache "
                 f"{cfg.paths.cache_dir} has no IL store for this data ({datamodule.name}, pool of "
-                f"{datamodule.fingerprint['pool_size']}, label_noise={datamodule.label_noise}). Make one with:\n"
+                f"{datamodule.fingerprint['pool_size']}, {_noise_description(datamodule)}). Make one with:\n"
                 f"  {irreducible_command()}\nor point to one with irreducible.path=..."
             )
-    store = IrreducibleLossStore.load(path)
-    store.check_matches(datamodule.fingerprint, path)
-    made_for = store.metadata.get("task", "classification")  # stores made before tasks existed
+    if task.token_level:
+        token_store = TokenLossStore.open(path)
+        token_store.check_matches(datamodule.fingerprint, path)
+        metadata = token_store.metadata
+        losses = token_store.to_tensor() if method.token_level else token_store.sequence_losses()
+    else:
+        store = IrreducibleLossStore.load(path)
+        store.check_matches(datamodule.fingerprint, path)
+        metadata, losses = store.metadata, store.losses
+    made_for = metadata.get("task", "classification")  # stores made before tasks existed
     if made_for != task.name:
         raise StoreError(
             f"The IL store {path} holds {made_for} losses, but this run's task is {task.name}: make a store with "
             f"task={task.name}:\n  {irreducible_command()}"
         )
-    log.info("Using IL store %s (IL model %s %s)", path, task.val_metric, store.metadata.get(f"val_{task.metric}"))
-    return store, path
+    log.info("Using IL store %s (IL model %s %s)", path, task.val_metric, metadata.get(f"val_{task.metric}"))
+    return losses, path
 
 
-def _pool_losses(model: FittedILModel, datamodule: PoolDataModule, positions: Tensor | None = None) -> Tensor:
-    """The IL model's loss on every pool point (or on the points at ``positions``, in that order),
-    with its best weights."""
-    loader = datamodule.pool_dataloader(positions)
-    predictions = model.trainer.predict(model.module, dataloaders=loader, ckpt_path=model.best_checkpoint)
+def _noise_description(datamodule: PoolDataModule) -> str:
+    if datamodule.target_kind == "tokens":
+        return f"token_noise={datamodule.token_noise}, sequence_noise={datamodule.sequence_noise}"
+    return f"label_noise={datamodule.label_noise}"
+
+
+def _write_store(
+    task: Task,
+    datamodule: PoolDataModule,
+    scorers: list[tuple[FittedILModel, Tensor | None]],
+    path: Path,
+    metadata: dict[str, Any],
+    write: bool,
+) -> float:
+    """Score the pool with the IL models (each on its positions; None: the whole pool) and write the
+    store when ``write``: per point, or streamed window by window per token, so RAM stays bounded
+    for any corpus. Returns the mean IL over the pool's points."""
+    if task.token_level:
+        fingerprint = datamodule.fingerprint
+        writer = TokenLossWriter(path, fingerprint["pool_tokens"], fingerprint["seq_len"], fingerprint, metadata) if write else None
+        sums: list[Tensor] = []
+
+        def write_windows(index: Tensor, token_losses: Tensor) -> None:
+            if writer is not None:
+                writer.write_windows(index, token_losses)
+            sums.append(token_losses.float().mean(1).sum())
+
+        with writer or nullcontext():
+            for model, positions in scorers:
+                _predict_pool(model, datamodule, positions, write_windows)
+        return float(sum(sums)) / len(datamodule.split("pool"))
     losses = torch.full((len(datamodule.split("pool")),), float("nan"))
-    for index, loss in predictions:
+
+    def fill(index: Tensor, loss: Tensor) -> None:
         losses[index.cpu()] = loss.float().cpu()
-    if positions is not None:
-        losses = losses[positions]
+
+    for model, positions in scorers:
+        _predict_pool(model, datamodule, positions, fill)
     missing = int(torch.isnan(losses).sum())
     if missing:
         raise RuntimeError(f"{missing} pool points got no irreducible loss.")
-    return losses
+    if write:
+        IrreducibleLossStore(losses, datamodule.fingerprint, metadata).save(path)
+    return float(losses.mean())
+
+
+class _PoolScores(BasePredictionWriter):
+    """Hands each predicted batch to ``sink`` as it comes, instead of keeping them all."""
+
+    def __init__(self, sink: Callable[[Tensor, Tensor], None]) -> None:
+        super().__init__(write_interval="batch")
+        self.sink = sink
+
+    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, *args: Any) -> None:
+        self.sink(*prediction)
+
+
+def _predict_pool(
+    model: FittedILModel, datamodule: PoolDataModule, positions: Tensor | None, sink: Callable[[Tensor, Tensor], None]
+) -> None:
+    """Give ``sink`` each ``(index, loss)`` batch of the IL model (its best weights) on the pool, or on
+    its points at ``positions``: per point, or per token ``[B, T]`` for sequences."""
+    scores = _PoolScores(lambda index, loss: sink(index.cpu(), loss.detach().cpu()))
+    trainer = model.trainer
+    trainer.callbacks.append(scores)
+    try:
+        trainer.predict(
+            model.module, dataloaders=datamodule.pool_dataloader(positions), ckpt_path=model.best_checkpoint,
+            return_predictions=False,
+        )
+    finally:
+        trainer.callbacks.remove(scores)
 
 
 def _sum_over_ranks(trainer: pl.Trainer, module: OnlineBatchSelection) -> None:
     """Under DDP each rank counted only the points it selected: make the counts global on every rank."""
     if trainer.world_size == 1:
         return
-    for name in ("selection_counts", "num_selected_corrupted", "num_selected_relevant"):
+    for name in (
+        "selection_counts", "num_selected_corrupted", "num_selected_relevant", "num_tokens_trained",
+        "num_noise_tokens_trained",
+    ):
         counts = getattr(module, name)
         counts.copy_(trainer.strategy.reduce(counts.clone(), reduce_op="sum"))
 

@@ -55,7 +55,9 @@ class OnlineBatchSelection(SupervisedModule):
         model_mode: mode of the model during the selection pass: "train" (as the paper's code; BatchNorm
             uses batch statistics) or "eval" (running statistics, no dropout).
         mc_samples: forward passes with dropout active, for methods that need MC samples (bald).
-        stale_every: score from a per-point cache of model outputs instead of a forward pass per large batch
+        stale_every: score from a per-point cache instead of a forward pass per large batch: of the
+            outputs for methods that need class logits, of the losses alone for the others (small
+            for any task: one number per point, a sequence's included)
             (None: the method's default, which is per-batch scoring for all but loss_stale).
             The cache is refreshed by one pass over the whole pool every ``stale_every`` steps, and the
             points trained on update their entries from the training forward pass for free
@@ -112,8 +114,9 @@ class OnlineBatchSelection(SupervisedModule):
         self.register_buffer("num_selected_corrupted", torch.zeros((), dtype=torch.long))
         self.register_buffer("relevant", torch.empty(0, dtype=torch.bool), persistent=False)
         self.register_buffer("num_selected_relevant", torch.zeros((), dtype=torch.long))
-        # Per pool point: the outputs last computed for it (stale_every only); sized by prepare_pool.
+        # Per pool point: the outputs (or loss) last computed for it (stale_every only); sized by prepare_pool.
         self.register_buffer("cached_outputs", torch.empty(0))
+        self.caches_outputs = self.method.needs_class_logits
         # Sequences of tokens: per-token IL (token-level methods), which targets are noise, and the
         # tokens trained on (all of a selected sequence's, or the chosen ones of a token-level step).
         self.register_buffer("irreducible_token_losses", torch.empty(0), persistent=False)
@@ -151,9 +154,8 @@ class OnlineBatchSelection(SupervisedModule):
         self.corrupted = empty if corrupted is None else corrupted.to(device, torch.bool)
         self.relevant = empty if relevant is None else relevant.to(device, torch.bool)
         if self.stale_every is not None:
-            if self.task.num_outputs is None:
-                raise ValueError("selection.stale_every caches each point's outputs: the task needs num_outputs.")
-            self.cached_outputs = torch.zeros(pool_size, self.task.num_outputs, device=device)
+            width = (self.task.num_outputs,) if self.caches_outputs else ()
+            self.cached_outputs = torch.zeros(pool_size, *width, device=device)
 
     @property
     def noisy_selected_fraction(self) -> float | None:
@@ -192,11 +194,17 @@ class OnlineBatchSelection(SupervisedModule):
         return mc_dropout_forward(self.model, x, self.mc_samples, self.precision)
 
     def refresh_score_cache(self) -> None:
-        """Outputs of every pool point under the current model, from one pass over the pool."""
-        for index, x, _ in self.trainer.datamodule.pool_dataloader():
-            index = index.to(self.device)
+        """Outputs (or losses) of every pool point under the current model, from one pass over the pool."""
+        for index, x, y in self.trainer.datamodule.pool_dataloader():
+            index, y = index.to(self.device), y.to(self.device)
             outputs = self._selection_forward(map_inputs(x, lambda t: t.to(self.device, non_blocking=True)))
-            self.cached_outputs[index] = outputs.float().reshape(len(index), -1)
+            self._cache(index, outputs, y)
+
+    def _cache(self, index: Tensor, outputs: Tensor, y: Tensor) -> None:
+        if self.caches_outputs:
+            self.cached_outputs[index] = outputs.detach().float().reshape(len(index), -1)
+        else:
+            self.cached_outputs[index] = self.task.point_loss(outputs.detach(), y)
 
     def score_batch(self, index: Tensor, x: Any, y: Tensor) -> SelectionInput:
         """What the selection function needs, and nothing more."""
@@ -205,13 +213,12 @@ class OnlineBatchSelection(SupervisedModule):
             raise RuntimeError(
                 f"Selection {method.name!r} needs irreducible losses; call set_irreducible_losses first."
             )
-        cached = None
-        if method.needs_forward and self.stale_every is not None:
-            cached = self.cached_outputs[index]
+        cached = self.cached_outputs[index] if method.needs_forward and self.stale_every is not None else None
         return score_batch(
             self.model, x, y, method, self.task,
             self.irreducible_losses[index] if method.needs_irreducible else None,
-            precision=self.precision, model_mode=self.model_mode, mc_samples=self.mc_samples, outputs=cached,
+            precision=self.precision, model_mode=self.model_mode, mc_samples=self.mc_samples,
+            outputs=cached if self.caches_outputs else None, point_loss=None if self.caches_outputs else cached,
         )
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
@@ -227,7 +234,7 @@ class OnlineBatchSelection(SupervisedModule):
         positions = chosen.positions
         outputs = self(map_inputs(x, lambda t: t[positions]))
         if self.stale_every is not None:  # the points trained on get fresh scores for free
-            self.cached_outputs[index[positions]] = outputs.detach().float().reshape(len(positions), -1)
+            self._cache(index[positions], outputs, y[positions])
         loss = selected_loss(self.task.point_loss(outputs, y[positions]), chosen)
         self._log_selection_statistics(index, chosen, scored, loss)
         return loss

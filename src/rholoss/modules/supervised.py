@@ -105,7 +105,9 @@ class SupervisedModule(pl.LightningModule):
 
     def predict_step(self, batch: Batch, batch_idx: int) -> tuple[Tensor, Tensor]:
         index, x, y = batch
-        return index, self.task.point_loss(self(x), y)
+        outputs = self(x)
+        # Sequences: the loss of every token (a per-token IL store); otherwise one loss per point.
+        return index, self.task.token_loss(outputs, y) if self.task.token_level else self.task.point_loss(outputs, y)
 
     def configure_optimizers(self) -> Optimizer:
         return self.optimizer_factory(self.parameters())

@@ -87,20 +87,23 @@ def score_batch(
     model_mode: ModelMode = "train",
     mc_samples: int = 10,
     outputs: Tensor | None = None,
+    point_loss: Tensor | None = None,
 ) -> SelectionInput:
     """What ``method`` needs to choose from the large batch ``(x, y)``, and nothing more: no forward
-    pass for methods that need none. ``outputs``: the batch's outputs when already known (a cache of
-    stale scores), instead of a forward pass."""
+    pass for methods that need none. ``outputs`` (or, for methods that need no class logits, just
+    ``point_loss``): the batch's when already known (a cache of stale scores), instead of a forward pass."""
     if method.needs_irreducible and irreducible_loss is None:
         raise ValueError(f"Selection {method.name!r} needs the points' irreducible losses (irreducible_loss=...).")
-    if method.needs_forward and outputs is None:
+    if method.needs_forward and outputs is None and (point_loss is None or method.needs_class_logits):
         outputs = selection_forward(model, x, precision, model_mode)
+    if method.needs_forward and point_loss is None:
+        point_loss = task.point_loss(outputs, y)
     return SelectionInput(
         targets=y,
         logits=outputs if method.needs_forward and task.class_logits else None,
         irreducible_loss=irreducible_loss if method.needs_irreducible else None,
         mc_logits=mc_dropout_forward(model, x, mc_samples, precision) if method.needs_mc_samples else None,
-        point_loss=task.point_loss(outputs, y) if method.needs_forward else None,
+        point_loss=point_loss if method.needs_forward else None,
     )
 
 

@@ -2,11 +2,11 @@
 class logits or not). One file per task; pick one with ``task=<name>`` (configs/task/)."""
 
 from rholoss.tasks.base import Task, TaskMismatchError
-from rholoss.tasks.causal_lm import CausalLM
+from rholoss.tasks.language_modeling import LanguageModeling
 from rholoss.tasks.classification import Classification
 from rholoss.tasks.regression import Regression
 
-__all__ = ["CausalLM", "Classification", "Regression", "Task", "TaskMismatchError", "as_task"]
+__all__ = ["Classification", "LanguageModeling", "Regression", "Task", "TaskMismatchError", "as_task"]
 
 
 def as_task(task: Task | int) -> Task:

@@ -34,10 +34,13 @@ class Classification(Task):
         return self.num_outputs
 
     def fit_to(self, datamodule: PoolDataModule) -> Classification:
-        if getattr(datamodule, "target_kind", "class") != "class" or not getattr(datamodule, "num_classes", None):
+        kind = getattr(datamodule, "target_kind", "class")
+        if kind != "class" or not getattr(datamodule, "num_classes", None):
+            fix = "task=causal_lm" if kind == "tokens" else "task=regression"
+            what = "windows of tokens" if kind == "tokens" else "real-valued targets"
             raise TaskMismatchError(
-                f"task=classification needs class labels, but {datamodule.name} has real-valued targets: use "
-                "task=regression (or a dataset with class labels)."
+                f"task=classification needs class labels, but {datamodule.name} has {what}: use {fix} (or a "
+                "dataset with class labels)."
             )
         return Classification(int(datamodule.num_classes))
 

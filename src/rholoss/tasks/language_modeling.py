@@ -8,7 +8,7 @@ perplexity beside it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from rholoss.data import PoolDataModule
 
 
-class CausalLM(Task):
+class LanguageModeling(Task):
     """Outputs: logits ``[N, T, vocab]``; targets: the next token at each position ``[N, T]``."""
 
     name = "causal_lm"
@@ -30,14 +30,14 @@ class CausalLM(Task):
     metric_label = "loss"
     token_level = True
 
-    def fit_to(self, datamodule: PoolDataModule) -> CausalLM:
+    def fit_to(self, datamodule: PoolDataModule) -> LanguageModeling:
         if getattr(datamodule, "target_kind", "class") != "tokens":
             raise TaskMismatchError(
                 f"task=causal_lm needs windows of tokens with next-token targets, but {datamodule.name} has "
                 f"{getattr(datamodule, 'target_kind', 'class')} targets: use a text corpus (datamodule=code_corpus) "
                 "or task=classification / task=regression."
             )
-        return CausalLM(int(datamodule.num_classes))
+        return LanguageModeling(int(datamodule.num_classes))
 
     def token_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         if outputs.ndim != 3 or outputs.shape[:2] != targets.shape:
@@ -57,6 +57,10 @@ class CausalLM(Task):
     def update_metric(self, metric: Metric, outputs: Tensor, targets: Tensor) -> None:
         # Every token counts once: the split's mean token loss, however its windows fall into batches.
         metric.update(self.token_loss(outputs, targets))
+
+    def model_arguments(self) -> dict[str, Any]:
+        # Next-token prediction is classification over the vocabulary at every position.
+        return {"num_classes": self.num_outputs, "num_outputs": self.num_outputs}
 
     def derived_metrics(self, value: Tensor) -> dict[str, Tensor]:
         return {"ppl": value.exp()}
