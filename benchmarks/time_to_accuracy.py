@@ -21,7 +21,8 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from rholoss.analysis import markdown_table
+from rholoss.analysis import markdown_table, metric_of
+from rholoss.analysis.summary import first_reaching
 from rholoss.atomic import atomic_write_json
 from rholoss.pipelines import train, train_irreducible
 
@@ -33,11 +34,6 @@ METHODS = ("uniform", "reducible_loss")
 def config(name: str, root: Path, output: str, overrides: list[str]) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(name, overrides=[*QUIET, f"paths.root_dir={root}", f"paths.output_dir={root / output}", *overrides])
-
-
-def first_reaching(curve: list[list[float]], target: float) -> tuple[int, float] | None:
-    """(step, seconds) of the first validation point at or above ``target``; None if never."""
-    return next(((int(step), seconds) for step, acc, seconds in curve if acc >= target), None)
 
 
 def main() -> None:
@@ -60,19 +56,20 @@ def main() -> None:
             for method in METHODS
         }
 
+    metric = metric_of([r for by_method in runs.values() for r in by_method.values()])
     rows = []
     for seed, by_method in runs.items():
         target = by_method["uniform"]["val_curve"][-1][1]
         for method, result in by_method.items():
-            reached = first_reaching(result["val_curve"], target)
+            reached = first_reaching(result["val_curve"], target, metric)
             rows.append({
                 "seed": seed,
                 "method": method,
                 "target": target,
                 "steps_to_target": reached[0] if reached else None,
                 "seconds_to_target": round(reached[1], 2) if reached else None,
-                "best_val_acc": result["best_val_acc"],
-                "test_acc": result["test_acc"],
+                f"best_val_{metric.short}": result[f"best_val_{metric.short}"],
+                f"test_{metric.short}": result[f"test_{metric.short}"],
                 "wall_seconds": result["wall_seconds"],
                 "steps": result["steps"],
             })
@@ -82,7 +79,7 @@ def main() -> None:
     summary = {
         "experiment": args.experiment,
         "overrides": args.overrides,
-        "il_stage": {"wall_seconds": il["wall_seconds"], "val_acc": il["val_acc"], "steps": il["steps"]},
+        "il_stage": {"wall_seconds": il["wall_seconds"], f"val_{metric.short}": il[f"val_{metric.short}"], "steps": il["steps"]},
         "rows": rows,
         "reducible_loss_faster_every_seed": all(faster.values()),
         "median_seconds_to_target": {
@@ -91,12 +88,13 @@ def main() -> None:
     }
     atomic_write_json(summary, args.output)
 
-    print(f"{args.experiment}: time to the uniform run's final val accuracy (same seed); IL stage "
-          f"{il['wall_seconds']:.1f} s once (val acc {il['val_acc']:.4f}), not included below\n")
-    header = ["seed", "method", "target val acc", "steps to target", "seconds to target", "run seconds", "test acc"]
+    short = metric.short
+    print(f"{args.experiment}: time to the uniform run's final val {metric.label} (same seed); IL stage "
+          f"{il['wall_seconds']:.1f} s once (val {short} {il[f'val_{short}']:.4f}), not included below\n")
+    header = ["seed", "method", f"target val {short}", "steps to target", "seconds to target", "run seconds", f"test {short}"]
     print(markdown_table(header, [
         [row["seed"], row["method"], f"{row['target']:.4f}", _show(row["steps_to_target"]),
-         _show(row["seconds_to_target"]), f"{row['wall_seconds']:.1f}", f"{row['test_acc']:.4f}"]
+         _show(row["seconds_to_target"]), f"{row['wall_seconds']:.1f}", f"{row[f'test_{short}']:.4f}"]
         for row in rows
     ]))
     medians = summary["median_seconds_to_target"]

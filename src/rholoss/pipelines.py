@@ -31,7 +31,7 @@ from torch import Tensor
 
 import rholoss
 from rholoss.atomic import atomic_write_json, atomic_write_text
-from rholoss.callbacks import CheckpointError, StepCheckpoint, ValCurve, resolve_resume
+from rholoss.callbacks import CheckpointError, StepCheckpoint, StepTimer, ValCurve, resolve_resume
 from rholoss.data import PoolDataModule
 from rholoss.data.splits import pool_halves, seeded_fraction
 from rholoss.irreducible import IrreducibleLossStore, StoreError, TokenLossStore, TokenLossWriter, find_store, store_path
@@ -207,8 +207,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         relevant=datamodule.relevant,
         token_noise=datamodule.target_noise(torch.arange(pool_size)) if token_noise else None,
     )
-    val_curve = ValCurve(task.val_metric, task.mode)
-    trainer = _trainer(cfg, output_dir, [val_curve])
+    val_curve, step_timer = ValCurve(task.val_metric, task.mode), StepTimer()
+    trainer = _trainer(cfg, output_dir, [val_curve, step_timer])
     resumed_from = _resume_checkpoint(cfg)
 
     world_size = trainer.world_size
@@ -250,6 +250,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "relevant_selected_fraction": module.relevant_selected_fraction,
         "selection_counts": module.selection_count_summary(),
         "wall_seconds": round(wall_seconds, 3),
+        # A step's cost without validation (median over the run's steps; the first step is not timed).
+        "median_step_seconds": step_timer.median_seconds,
         "il_store": str(store_file) if store_file else None,
         "resumed_from": resumed_from,
         "model": cfg.model._target_,

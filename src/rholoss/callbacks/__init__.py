@@ -1,5 +1,6 @@
 from rholoss.callbacks.checkpoint import CheckpointError, NonFiniteLossError, StepCheckpoint, resolve_resume
 from rholoss.callbacks.progress import StepProgressBar
+from rholoss.callbacks.step_timer import StepTimer
 from rholoss.callbacks.val_curve import ValCurve
 
-__all__ = ["CheckpointError", "NonFiniteLossError", "StepCheckpoint", "StepProgressBar", "ValCurve", "resolve_resume"]
+__all__ = ["CheckpointError", "NonFiniteLossError", "StepCheckpoint", "StepProgressBar", "StepTimer", "ValCurve", "resolve_resume"]
