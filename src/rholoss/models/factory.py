@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
@@ -86,14 +87,21 @@ def build_model(
     refuse_unknown_settings(target, settings, arguments)
     _refuse_contradictions(settings, candidates)
     passed = {name: value for name, value in candidates.items() if arguments.takes(name)}
-    model = instantiate(settings, **passed)
+    try:
+        model = instantiate(settings, **passed)
+    except InstantiationException as error:
+        # The model's own refusals of bad settings say what to change; Hydra's wrapping adds nothing.
+        if isinstance(error.__cause__, (ValueError, FileNotFoundError)):
+            raise error.__cause__ from None
+        raise
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"model._target_={target} returned a {type(model).__name__}, not a torch.nn.Module: name a model class "
             "or a function that builds and returns one."
         )
     inputs = torch.zeros(CHECK_BATCH, *candidates["input_shape"]) if example_input is None else example_input
-    check_fits(model, inputs, candidates, target, arguments, {**settings, **passed})
+    described = f"{target} (name={settings['name']})" if "name" in settings else target
+    check_fits(model, inputs, candidates, described, arguments, {**settings, **passed})
     if compile_model:
         model.compile()
     return model
