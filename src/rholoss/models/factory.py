@@ -71,7 +71,9 @@ def build_model(
     ``input_shape``, ``num_classes`` and ``data_kwargs`` (e.g. ``vocab_size``, ``num_outputs``) are the
     candidates; None values are left out. A candidate set explicitly in the config must equal the
     data's value. The built model runs one forward pass in eval mode on ``example_input`` (default:
-    zeros of ``input_shape``) and must return ``(batch, num_outputs or num_classes)``.
+    zeros of ``input_shape``, so models whose inputs are not one float tensor, such as text models'
+    dicts of token ids, need the datamodule's own: :func:`build_model_for`) and must return
+    ``(batch, num_outputs or num_classes)``.
     ``compile: true`` compiles it in place afterwards, so state-dict keys (checkpoints, stores) stay
     those of the plain model.
     """
