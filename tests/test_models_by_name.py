@@ -197,6 +197,13 @@ def test_an_unknown_torchvision_name_lists_close_names() -> None:
         build_model(model_config("model=torchvision", "model.name=fasterrcnn_resnet50_fpn"), (3, 32, 32), 4)
 
 
+def test_a_target_that_is_not_importable_or_not_a_model_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"(?s)model\._target_=no_such_package\.Net cannot be imported.*PYTHONPATH"):
+        build_model({"_target_": "no_such_package.Net"}, (3, 32, 32), 4)
+    with pytest.raises(TypeError, match=r"returned a dict, not a torch\.nn\.Module"):
+        build_model({"_target_": "builtins.dict"}, (3, 32, 32), 4)
+
+
 def test_torchvision_by_name_refuses_another_models_settings() -> None:
     with pytest.raises(ValueError, match=r"torchvision resnet18 does not take hidden_sizes.*~model\.hidden_sizes"):
         build_model(model_config("model=torchvision", "model.name=resnet18", "+model.hidden_sizes=[3]"), (3, 32, 32), 4)

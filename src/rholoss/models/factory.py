@@ -12,7 +12,7 @@ after one forward pass on two inputs, not several minutes into a run.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -84,8 +84,8 @@ def build_model(
     }
     settings = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
     compile_model = bool(settings.pop("compile", False))
-    target = _target(settings)
-    arguments = taken_arguments(get_object(target))
+    target, builder = _target(settings)
+    arguments = taken_arguments(builder)
     refuse_unknown_settings(target, settings, arguments)
     _refuse_contradictions(settings, candidates)
     passed = {name: value for name, value in candidates.items() if arguments.takes(name)}
@@ -148,19 +148,20 @@ def check_fits(
         )
 
 
-def _target(settings: Mapping[str, Any]) -> str:
+def _target(settings: Mapping[str, Any]) -> tuple[str, Callable[..., Any]]:
+    """The config's ``_target_`` and the callable it names."""
     target = settings.get("_target_")
     if not target:
         raise ValueError("The model config names no _target_: set model._target_ or choose a model= config.")
     try:
-        get_object(target)
+        builder = get_object(target)
     except Exception as error:  # Hydra reports import failures as several exception types
         raise ValueError(
             f"model._target_={target} cannot be imported ({error}). Name a callable that returns a torch.nn.Module "
             "and is importable here: e.g. torchvision.models.resnet18, or my_package.models.MyNet with my_package "
             "installed or on PYTHONPATH."
         ) from None
-    return str(target)
+    return str(target), builder
 
 
 def _refuse_contradictions(settings: Mapping[str, Any], candidates: Mapping[str, Any]) -> None:
