@@ -20,7 +20,7 @@ MODELS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml") if p.stem 
 # fraction of the cost; VGG's five 2x2 poolings need 32x32.
 INPUT_SHAPES = {"mlp": (1, 28, 28), "small_cnn": (1, 28, 28), "vgg11_bn": (3, 32, 32)}
 # Settings a config leaves required (???).
-REQUIRED = {"torchvision": ["model.name=resnet18"]}
+REQUIRED = {"torchvision": ["model.name=resnet18"], "timm": ["model.name=resnet18"]}
 # Forward+backward of batch 2 takes over 3 s on a shared 2-core CPU.
 SLOW = {"densenet121", "googlenet", "inception_v3", "resnet50", "torchvision_resnet50"}
 CASES = [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in MODELS]

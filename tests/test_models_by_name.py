@@ -249,3 +249,45 @@ def test_named_torchvision_weights_come_only_from_the_hub_cache(tmp_path: Path, 
 def test_googlenet_by_name_returns_one_logits_tensor_in_train_mode() -> None:
     model = build_model(model_config("model=torchvision", "model.name=googlenet"), (3, 32, 32), NUM_CLASSES)
     assert model.train()(torch.randn(2, 3, 32, 32)).shape == (2, NUM_CLASSES)
+
+
+# ------------------------------------------------------------------------------ timm (optional extra)
+
+
+def test_timm_by_name_builds_its_stem_for_grey_images() -> None:
+    pytest.importorskip("timm")
+    model = build_model(model_config("model=timm", "model.name=resnet18"), (1, 32, 32), NUM_CLASSES)
+    assert model.conv1.in_channels == 1 and model.fc.out_features == NUM_CLASSES
+
+
+@pytest.mark.slow  # writes a 45 MB state dict
+def test_timm_local_weights_adapt_the_stem_and_replace_the_head(tmp_path: Path) -> None:
+    timm = pytest.importorskip("timm")
+    imagenet = timm.create_model("resnet18")  # RGB, 1000 classes
+    torch.save(imagenet.state_dict(), tmp_path / "imagenet.pth")
+    config = model_config("model=timm", "model.name=resnet18", f"model.weights={tmp_path / 'imagenet.pth'}")
+    model = build_model(config, (1, 32, 32), NUM_CLASSES)
+    assert torch.allclose(model.conv1.weight[:, 0], imagenet.conv1.weight.sum(1))  # RGB filters summed for grey
+    assert torch.equal(model.layer4[1].conv2.weight, imagenet.layer4[1].conv2.weight)
+    assert model.fc.out_features == NUM_CLASSES
+    with pytest.raises(FileNotFoundError, match="never downloaded"):
+        build_model(model_config("model=timm", "model.name=resnet18", f"model.weights={tmp_path / 'none.pth'}"), (3, 32, 32), 4)
+    with pytest.raises(ValueError, match="does not hold timm resnet34 weights"):
+        build_model(model_config("model=timm", "model.name=resnet34", f"model.weights={tmp_path / 'imagenet.pth'}"), (3, 32, 32), 4)
+
+
+def test_timm_unknown_names_and_other_models_settings_are_refused() -> None:
+    pytest.importorskip("timm")
+    with pytest.raises(ValueError, match=r"Unknown timm model model\.name=resnet19; close names: .*resnet18"):
+        build_model(model_config("model=timm", "model.name=resnet19"), (3, 32, 32), 4)
+    with pytest.raises(ValueError, match=r"timm resnet18 does not take hidden_sizes"):
+        build_model(model_config("model=timm", "model.name=resnet18", "+model.hidden_sizes=[3]"), (3, 32, 32), 4)
+
+
+@pytest.mark.slow
+def test_timm_model_trains_on_grey_images(tmp_path: Path) -> None:
+    pytest.importorskip("timm")
+    data = write_images(tmp_path / "grey.pt", channels=1)
+    result = train(config_in(tmp_path, "train", *TARGET, f"datamodule.path={data}", "selection=uniform", "model=timm",
+                             "model.name=resnet18"))  # fmt: skip
+    assert result["steps"] == 3 and result["model"] == "rholoss.models.timm_model"

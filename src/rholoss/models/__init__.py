@@ -3,8 +3,9 @@ from the datamodule's ``model_kwargs``); no Lightning inside.
 
 The CIFAR families take 32x32 images (small stems, little downsampling); ``torchvision_resnet18``
 and ``torchvision_resnet50`` are the ImageNet-size models for Clothing-1M; ``torchvision_model`` is
-any torchvision classifier by name. :mod:`rholoss.models.factory` builds any of these, or any other
-callable that returns an ``nn.Module``, from a ``model`` config.
+any torchvision classifier by name, ``timm_model`` any timm model (optional extra).
+:mod:`rholoss.models.factory` builds any of these, or any other callable that returns an
+``nn.Module``, from a ``model`` config.
 """
 
 from rholoss.models.cnn import SmallCNN
@@ -15,6 +16,7 @@ from rholoss.models.mlp import MLP
 from rholoss.models.mobilenet import CifarMobileNetV2
 from rholoss.models.resnet import CifarResNet, resnet18, resnet34, resnet50
 from rholoss.models.text import SequenceClassifier
+from rholoss.models.timm_models import timm_model
 from rholoss.models.torchvision_models import torchvision_model
 from rholoss.models.torchvision_resnet import torchvision_resnet18, torchvision_resnet50
 from rholoss.models.vgg import CifarVGG, vgg11_bn
@@ -33,6 +35,7 @@ __all__ = [
     "resnet18",
     "resnet34",
     "resnet50",
+    "timm_model",
     "torchvision_model",
     "torchvision_resnet18",
     "torchvision_resnet50",

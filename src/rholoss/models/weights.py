@@ -22,12 +22,7 @@ def load_weights(model: nn.Module, path: Path, architecture: str, setting: str, 
     means the file holds another architecture's weights, an error naming ``architecture`` and the
     config ``setting`` that points to the file.
     """
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{setting}={path} does not exist. Weights are never downloaded: put a {architecture} state dict "
-            f"there (e.g. torchvision's ImageNet *.pth file, copied from a machine with internet), or set "
-            f"{setting}=null to train from scratch."
-        )
+    require_file(path, architecture, setting)
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} is not a state dict (a mapping of parameter names to tensors).")
@@ -46,6 +41,16 @@ def load_weights(model: nn.Module, path: Path, architecture: str, setting: str, 
         raise ValueError(
             f"{path} does not hold {architecture} weights: missing {sorted(set(missing) - head)[:5]}, "
             f"unexpected {sorted(unexpected)[:5]}."
+        )
+
+
+def require_file(path: Path, architecture: str, setting: str) -> None:
+    """A clear error for a weights file that is not there: never a download."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{setting}={path} does not exist. Weights are never downloaded: put a {architecture} state dict "
+            f"there (e.g. ImageNet weights as a *.pth file, copied from a machine with internet), or set "
+            f"{setting}=null to train from scratch."
         )
 
 
