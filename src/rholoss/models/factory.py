@@ -93,7 +93,7 @@ def build_model(
         model = instantiate(settings, **passed)
     except InstantiationException as error:
         # The model's own refusals of bad settings say what to change; Hydra's wrapping adds nothing.
-        if isinstance(error.__cause__, (ValueError, FileNotFoundError)):
+        if isinstance(error.__cause__, (ValueError, FileNotFoundError, ImportError)):
             raise error.__cause__ from None
         raise
     if not isinstance(model, nn.Module):

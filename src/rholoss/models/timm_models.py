@@ -28,8 +28,8 @@ def timm_model(
 
     Args:
         name: any of ``timm.list_models()``.
-        weights: a local state-dict file (timm's or torchvision-converted ImageNet weights for this
-            architecture, or a previous run's); None: freshly initialised.
+        weights: a local state-dict file of this timm architecture (e.g. ImageNet weights saved
+            from timm, or a previous run's model); None: freshly initialised.
         settings: the model's own arguments (e.g. ``drop_rate``, ``img_size`` for a ViT on 32x32 images).
     """
     try:

@@ -38,7 +38,7 @@ def torchvision_model(name: str, num_classes: int, weights: str | None = None, *
     # logits too in train mode unless told not to.
     if arguments.takes("aux_logits"):
         settings.setdefault("aux_logits", False)
-    model = builder(weights=None, num_classes=num_classes, **settings)
+    model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **settings)
     if weights is not None:
         load_weights(model, _weights_file(name, str(weights)), f"torchvision {name}", "model.weights", num_classes)
     return model
