@@ -29,7 +29,7 @@ from time_to_accuracy import config
 from rholoss.analysis import markdown_table, speedup_markdown, summarize
 from rholoss.analysis.plots import accuracy_vs_steps
 from rholoss.atomic import atomic_write_json
-from rholoss.pipelines import build_model
+from rholoss.models.factory import build_model_for
 from rholoss.pipelines import train, train_irreducible
 from rholoss.selection.step import selection_forward
 from rholoss.tasks import LanguageModeling
@@ -42,7 +42,7 @@ def forward_seconds(cfg: Any, repeats: int = 7) -> float:
     datamodule = instantiate(cfg.datamodule)
     datamodule.setup()
     task = LanguageModeling().fit_to(datamodule)
-    model = build_model(cfg.model, datamodule.input_shape, **task.model_arguments(), **datamodule.model_kwargs())
+    model = build_model_for(cfg.model, datamodule, task)
     _, x, _ = next(iter(datamodule.train_dataloader()))
     times = []
     for _ in range(repeats + 1):

@@ -22,6 +22,7 @@ from rholoss.data.glue import GLUE_TASKS, read_glue_tsv
 from rholoss.data.text import PadToLongest, TokenizedTexts
 from rholoss.irreducible import IrreducibleLossStore
 from rholoss.models import SequenceClassifier
+from rholoss.models.factory import build_model_for
 from rholoss.modules import OnlineBatchSelection
 from rholoss.pipelines import build_model, irreducible_overrides, train, train_irreducible
 from tests.conftest import ROOT, compose_config, config_in
@@ -190,7 +191,7 @@ def test_tiny_transformer_ignores_padding_and_trains(glue: dict) -> None:
 def test_text_model_configs_build_from_the_datamodule(glue: dict) -> None:
     dm = datamodule(glue)
     cfg = compose_config("train", ["paths.output_dir=/tmp/unused", "model=tiny_transformer"])
-    model = build_model(cfg.model, dm.input_shape, dm.num_classes, **dm.model_kwargs())
+    model = build_model_for(cfg.model, dm)
     assert model.model.config.vocab_size == dm.model_kwargs()["vocab_size"]
     assert model.model.config.max_position_embeddings == 24 and model.model.config.num_labels == 2
 
@@ -220,7 +221,7 @@ def test_any_pretrained_classifier_loads_its_body_with_a_head_for_this_task(glue
     cfg = compose_config("train", overrides)
     assert cfg.datamodule.tokenizer == str(folder)  # the tokenizer follows model.pretrained
     dm = datamodule(glue, tokenizer=cfg.datamodule.tokenizer)
-    model = build_model(cfg.model, dm.input_shape, dm.num_classes, **dm.model_kwargs())
+    model = build_model_for(cfg.model, dm)
     loaded, before = model.model.state_dict(), saved.model.state_dict()
     body = [name for name in before if not name.startswith("classifier.")]
     assert body and all(torch.equal(loaded[name], before[name]) for name in body)

@@ -23,7 +23,8 @@ from rholoss.data.tokens.tokenizers import load_bpe
 from rholoss.data.tokens.windows import TokenWindows
 from rholoss.irreducible import StoreError, TokenLossStore, TokenLossWriter
 from rholoss.models import CausalLM
-from rholoss.pipelines import build_model
+from rholoss.models.factory import build_model_for
+from rholoss.tasks import LanguageModeling
 from tests.conftest import config_in
 
 SEQ_LEN = 16
@@ -438,7 +439,7 @@ def test_the_code_corpus_and_tiny_gpt2_configs_build_the_datamodule_and_model(co
     dm = instantiate(cfg.datamodule)
     dm.setup()
     assert str(dm.cache_dir).startswith(str(tmp_path)) and dm.on_device
-    model = build_model(cfg.model, dm.input_shape, dm.num_classes, **dm.model_kwargs())
+    model = build_model_for(cfg.model, dm, LanguageModeling().fit_to(dm))
     assert isinstance(model, CausalLM) and model.model.config.n_positions == SEQ_LEN
     index, x, y = next(iter(dm.train_dataloader()))
     assert model(x).shape == (8, SEQ_LEN, 257)

@@ -6,7 +6,6 @@ so a mistake costs seconds, not a run.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import shlex
 import subprocess
@@ -22,7 +21,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_object, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint, ProgressBar
 from pytorch_lightning.loggers import WandbLogger
@@ -35,6 +34,7 @@ from rholoss.callbacks import CheckpointError, StepCheckpoint, StepTimer, ValCur
 from rholoss.data import PoolDataModule
 from rholoss.data.splits import pool_halves, seeded_fraction
 from rholoss.irreducible import IrreducibleLossStore, StoreError, TokenLossStore, TokenLossWriter, find_store, store_path
+from rholoss.models.factory import build_model, build_model_for  # noqa: F401  (build_model: re-exported)
 from rholoss.modules import EntropyProxy, OnlineBatchSelection, SupervisedModule, max_entropy_coreset
 from rholoss.selection import SelectionMethod, check_applies, get_selection, selection_size
 from rholoss.tasks import Task
@@ -411,47 +411,8 @@ def _datamodule(cfg: DictConfig, train_split: str, **overrides: Any) -> PoolData
     return datamodule
 
 
-def build_model(
-    model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int | None = None, **data_kwargs: Any
-) -> torch.nn.Module:
-    """The model a ``model`` config describes; ``compile: true`` compiles it in place, so state-dict
-    keys (checkpoints, stores) stay those of the plain model. ``data_kwargs``: the task's
-    :meth:`~rholoss.tasks.Task.model_arguments` (class count or output width) and the datamodule's
-    :meth:`~rholoss.data.PoolDataModule.model_kwargs` (text: vocabulary size, padding id), each
-    passed only where the model's signature takes it."""
-    settings = OmegaConf.to_container(model_cfg, resolve=True)
-    compile_model = bool(settings.pop("compile", False))
-    _check_model_settings(settings)
-    if num_classes is not None:  # classification: the class count is the output width
-        data_kwargs = {"num_classes": num_classes, "num_outputs": num_classes, **data_kwargs}
-    taken = inspect.signature(get_object(settings["_target_"])).parameters
-    data_kwargs = {key: value for key, value in data_kwargs.items() if key in taken}
-    model = instantiate(settings, input_shape=input_shape, **data_kwargs)
-    if compile_model:
-        model.compile()
-    return model
-
-
-def _check_model_settings(settings: dict[str, Any]) -> None:
-    """Refuse settings the model class does not take, naming them and the fix, instead of a bare
-    TypeError: picking another ``model=`` on the command line keeps the experiment's model settings
-    (e.g. the MLP's ``hidden_sizes``), which the other model does not know."""
-    target = get_object(settings["_target_"])
-    parameters = inspect.signature(target).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return
-    unknown = sorted(set(settings) - {p.name for p in parameters} - {"_target_", "_partial_", "_convert_"})
-    if unknown:
-        removals = " ".join(f"~model.{key}" for key in unknown)
-        raise ValueError(
-            f"The model {settings['_target_']} does not take {', '.join(unknown)}. Settings of another model "
-            f"(an experiment's) carry over when you choose model= on the command line: remove them with "
-            f"{removals}, or use an experiment made for this model."
-        )
-
-
 def _model(cfg: DictConfig, datamodule: PoolDataModule, task: Task) -> torch.nn.Module:
-    return build_model(cfg.model, datamodule.input_shape, **task.model_arguments(), **datamodule.model_kwargs())
+    return build_model_for(cfg.model, datamodule, task)
 
 
 def _trainer(

@@ -88,6 +88,17 @@ class Task(ABC):
     def update_metric(self, metric: Metric, outputs: Tensor, targets: Tensor) -> None:
         metric.update(outputs, targets)
 
+    def output_problem(self, outputs: Tensor, batch: int) -> str | None:
+        """What is wrong with a model's outputs for ``batch`` inputs (checked once, before training),
+        or None: one row of ``num_outputs`` values per input."""
+        expected = (batch, self.num_outputs)
+        if tuple(outputs.shape) == expected:
+            return None
+        return (
+            f"outputs shape {tuple(outputs.shape)} for {batch} inputs, but task={self.name} needs {expected}: "
+            f"num_outputs={self.num_outputs}"
+        )
+
     def derived_metrics(self, value: Tensor) -> dict[str, Tensor]:
         """Metrics computed from the metric's value and logged beside it (``val/ppl`` for a mean token loss)."""
         return {}

@@ -51,6 +51,14 @@ class LanguageModeling(Task):
     def point_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return self.token_loss(outputs, targets).mean(1)
 
+    def output_problem(self, outputs: Tensor, batch: int) -> str | None:
+        if outputs.ndim == 3 and outputs.shape[0] == batch and outputs.shape[-1] == self.num_outputs:
+            return None
+        return (
+            f"outputs shape {tuple(outputs.shape)} for {batch} windows, but task={self.name} needs next-token "
+            f"logits ({batch}, seq_len, {self.num_outputs}) over the {self.num_outputs}-token vocabulary"
+        )
+
     def new_metric(self) -> Metric:
         return MeanMetric()
 

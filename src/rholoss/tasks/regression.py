@@ -41,6 +41,11 @@ class Regression(Task):
             )
         return (outputs - targets).square().mean(1)
 
+    def output_problem(self, outputs: Tensor, batch: int) -> str | None:
+        if self.num_outputs == 1 and tuple(outputs.shape) == (batch,):
+            return None  # one value per point, without the trailing dimension
+        return super().output_problem(outputs, batch)
+
     def new_metric(self) -> Metric:
         # The mean of per-point squared errors over the split: its MSE.
         return MeanMetric()
