@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import rholoss.pipelines as pipelines
+import rholoss.pipelines.target as target_stage
 from rholoss.analysis import analyze, method_table, summarize
 from rholoss.data import SyntheticRegressionDataModule
 from rholoss.data.noise import apply_label_noise
@@ -85,7 +85,7 @@ def test_class_logit_methods_are_refused_before_any_data(tmp_path: Path, monkeyp
     def no_data(*args, **kwargs):
         raise AssertionError("data was loaded before the refusal")
 
-    monkeypatch.setattr(pipelines, "_datamodule", no_data)
+    monkeypatch.setattr(target_stage, "datamodule_of", no_data)
     for name in ("entropy", "bald", "gradnorm", "gradnorm_is", "svp"):
         with pytest.raises(TaskMismatchError, match=rf"'{name}' needs class logits.*Methods for regression: ") as error:
             train(regression_config(tmp_path, "train", f"selection={name}"))

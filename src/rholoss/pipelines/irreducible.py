@@ -1,0 +1,274 @@
+"""Stage one, what run_irreducible.py runs: train the IL model(s), score every pool point (or token), write
+the IL store."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
+from torch import Tensor
+
+from rholoss.callbacks import ValCurve
+from rholoss.data import PoolDataModule
+from rholoss.data.splits import pool_halves, seeded_fraction
+from rholoss.irreducible import IrreducibleLossStore, TokenLossWriter, store_path
+from rholoss.modules import SupervisedModule
+from rholoss.pipelines.parts import (
+    close_loggers,
+    code_version,
+    datamodule_of,
+    model_for,
+    resume_checkpoint,
+    start_run,
+    store_suffix,
+    task_of,
+    trainer_for,
+    write_results,
+)
+from rholoss.tasks import Task
+
+# How the IL model(s) are trained: on the holdout split, or on two halves of the pool (no holdout).
+IL_STRATEGIES = ("holdout", "two_halves")
+
+log = logging.getLogger(__name__)
+
+
+def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
+    """Train the IL model(s), score every pool point, write the IL store.
+
+    ``irreducible.strategy=holdout`` (the paper's default) trains one IL model on the holdout split,
+    or on a seeded ``irreducible.holdout_fraction`` of it. ``two_halves`` needs no holdout data (paper
+    Sec. 5.3): it splits the pool into seeded halves, trains an IL model on each and scores every
+    point with the model that did not see it.
+    """
+    strategy, fraction = (str(cfg.irreducible.strategy), float(cfg.irreducible.holdout_fraction))
+    if strategy not in IL_STRATEGIES:
+        raise ValueError(f"irreducible.strategy must be one of {IL_STRATEGIES}, got {strategy!r}.")
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"irreducible.holdout_fraction must be in (0, 1], got {fraction}.")
+    if strategy == "two_halves" and fraction != 1.0:
+        raise ValueError(
+            "irreducible.holdout_fraction applies to irreducible.strategy=holdout only; two_halves trains on "
+            "the pool: remove irreducible.holdout_fraction."
+        )
+    if strategy == "two_halves" and cfg.get("resume"):
+        raise ValueError("resume= continues one IL model; irreducible.strategy=two_halves trains two: start it afresh.")
+    task = task_of(cfg)
+    output_dir = start_run(cfg)
+    resumed_from = resume_checkpoint(cfg)
+    started = time.perf_counter()
+    if strategy == "holdout":
+        datamodule = datamodule_of(cfg, train_split="holdout")
+        task = task.fit_to(datamodule)
+        positions = None if fraction == 1.0 else seeded_fraction(len(datamodule.split("holdout")), fraction, cfg.seed)
+        models = [_fit_il_model(cfg, datamodule, task, output_dir / "checkpoints", positions, "holdout", resumed_from)]
+        scorers = [(models[0], None)]
+    else:
+        datamodule = datamodule_of(cfg, train_split="pool")
+        task = task.fit_to(datamodule)
+        pool_size = len(datamodule.split("pool"))
+        half_a, half_b = pool_halves(pool_size, cfg.seed)
+        models = [
+            _fit_il_model(cfg, datamodule, task, output_dir / "checkpoints" / "half_a", half_a, "half_a"),
+            _fit_il_model(cfg, datamodule, task, output_dir / "checkpoints" / "half_b", half_b, "half_b"),
+        ]
+        scorers = [(models[1], half_a), (models[0], half_b)]  # each half scored by the other's model
+    # The IL model's validation score in the task's metric (val_acc for classification), mean of both halves.
+    val_key = f"val_{task.metric}"
+    val_score = sum(m.val_score for m in models) / len(models)
+
+    il_config = {
+        "strategy": strategy,
+        "holdout_fraction": fraction,
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
+        "batch_size": cfg.datamodule.batch_size,
+        "max_steps": cfg.trainer.max_steps,
+        "max_epochs": cfg.trainer.max_epochs,
+        "seed": cfg.seed,
+    }
+    path = (
+        Path(cfg.irreducible.path)
+        if cfg.irreducible.path
+        else store_path(Path(cfg.paths.cache_dir), datamodule.fingerprint, il_config, store_suffix(task))
+    )
+    metadata = {
+        "il_config": il_config,
+        "strategy": strategy,
+        **task.describe(),
+        val_key: val_score,
+        "il_models": [m.summary() for m in models],
+        "created": datetime.now(timezone.utc).isoformat(),
+        "code_version": code_version(),
+        "run_dir": str(output_dir),
+    }
+    trainer = models[0].trainer
+    # Every rank scores the whole pool; one writes.
+    mean_irreducible_loss = _write_store(task, datamodule, scorers, path, metadata, trainer.is_global_zero)
+    wall_seconds = time.perf_counter() - started
+    for model in models:
+        close_loggers(model.trainer)
+    results = {
+        "stage": "irreducible",
+        "strategy": strategy,
+        "seed": cfg.seed,
+        "il_store": str(path),
+        **task.describe(),
+        val_key: val_score,
+        "val_curve": models[0].val_curve if len(models) == 1 else None,
+        "best_checkpoint": models[0].best_checkpoint if len(models) == 1 else None,
+        "il_models": metadata["il_models"],
+        "steps": sum(m.trainer.global_step for m in models),
+        "mean_irreducible_loss": mean_irreducible_loss,
+        "wall_seconds": round(wall_seconds, 3),
+        "resumed_from": resumed_from,
+        "dataset": datamodule.fingerprint,
+        "code_version": metadata["code_version"],
+    }
+    write_results(results, output_dir, trainer)
+    log.info("IL store written: %s", path)
+    log.info(
+        "IL model val %s (best checkpoint%s): %.4f", task.metric_label, "s, mean" if len(models) > 1 else "", val_score
+    )
+    return results
+
+
+@dataclass
+class FittedILModel:
+    """One trained IL model: its best weights are in ``best_checkpoint`` (None: no validation ran,
+    the final weights are in ``module``); ``val_score``: their value of the task's metric."""
+
+    name: str
+    module: SupervisedModule
+    trainer: pl.Trainer
+    best_checkpoint: str | None
+    val_score: float
+    val_curve: list[list[float]]
+    trained_on: int
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trained_on": self.trained_on,
+            f"val_{self.module.task.metric}": self.val_score,
+            "steps": self.trainer.global_step,
+            "best_checkpoint": self.best_checkpoint,
+            "val_curve": self.val_curve,
+        }
+
+
+def _fit_il_model(
+    cfg: DictConfig,
+    datamodule: PoolDataModule,
+    task: Task,
+    checkpoint_dir: Path,
+    positions: Tensor | None,
+    name: str,
+    resumed_from: str | None = None,
+) -> FittedILModel:
+    """Train an IL model on ``positions`` of the datamodule's training split (None: all of it),
+    keeping the checkpoint with the best value of the task's val metric, and report that value."""
+    datamodule.restrict_training(positions)
+    module = SupervisedModule(model_for(cfg, datamodule, task), task, instantiate(cfg.optimizer))
+    # A resumed run keeps its best-model checkpoints where the run it continues kept them: Lightning
+    # reloads the best score only for an unchanged folder.
+    best_dir = Path(resumed_from).parent if resumed_from else checkpoint_dir
+    checkpoint = ModelCheckpoint(dirpath=best_dir, monitor=task.val_metric, mode=task.mode, save_top_k=1)
+    val_curve = ValCurve(task.val_metric, task.mode)
+    part = None if name == "holdout" else name
+    trainer = trainer_for(cfg, Path(cfg.paths.output_dir), [checkpoint, val_curve], part)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resumed_from)
+    best = checkpoint.best_model_path or None
+    val_score = float(
+        trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0][task.val_metric]
+    )
+    trained_on = len(datamodule.split(datamodule.train_split)) if positions is None else len(positions)
+    log.info("IL model %s: trained on %d points, val %s %.4f", name, trained_on, task.metric_label, val_score)
+    return FittedILModel(name, module, trainer, best, val_score, val_curve.points, trained_on)
+
+
+def _write_store(
+    task: Task,
+    datamodule: PoolDataModule,
+    scorers: list[tuple[FittedILModel, Tensor | None]],
+    path: Path,
+    metadata: dict[str, Any],
+    write: bool,
+) -> float:
+    """Score the pool with the IL models (each on its positions; None: the whole pool) and write the
+    store when ``write``: per point, or streamed window by window per token, so RAM stays bounded
+    for any corpus. Returns the mean IL over the pool's points."""
+    if task.token_level:
+        fingerprint = datamodule.fingerprint
+        writer = (
+            TokenLossWriter(path, fingerprint["pool_tokens"], fingerprint["seq_len"], fingerprint, metadata)
+            if write
+            else None
+        )
+        sums: list[Tensor] = []
+
+        def write_windows(index: Tensor, token_losses: Tensor) -> None:
+            if writer is not None:
+                writer.write_windows(index, token_losses)
+            sums.append(token_losses.float().mean(1).sum())
+
+        with writer or nullcontext():
+            for model, positions in scorers:
+                _predict_pool(model, datamodule, positions, write_windows)
+        return float(sum(sums)) / len(datamodule.split("pool"))
+    losses = torch.full((len(datamodule.split("pool")),), float("nan"))
+
+    def fill(index: Tensor, loss: Tensor) -> None:
+        losses[index.cpu()] = loss.float().cpu()
+
+    for model, positions in scorers:
+        _predict_pool(model, datamodule, positions, fill)
+    missing = int(torch.isnan(losses).sum())
+    if missing:
+        raise RuntimeError(f"{missing} pool points got no irreducible loss.")
+    if write:
+        IrreducibleLossStore(losses, datamodule.fingerprint, metadata).save(path)
+    return float(losses.mean())
+
+
+class _PoolScores(BasePredictionWriter):
+    """Hands each predicted batch to ``sink`` as it comes, instead of keeping them all."""
+
+    def __init__(self, sink: Callable[[Tensor, Tensor], None]) -> None:
+        super().__init__(write_interval="batch")
+        self.sink = sink
+
+    def write_on_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, *args: Any
+    ) -> None:
+        self.sink(*prediction)
+
+
+def _predict_pool(
+    model: FittedILModel, datamodule: PoolDataModule, positions: Tensor | None, sink: Callable[[Tensor, Tensor], None]
+) -> None:
+    """Give ``sink`` each ``(index, loss)`` batch of the IL model (its best weights) on the pool, or on
+    its points at ``positions``: per point, or per token ``[B, T]`` for sequences."""
+    scores = _PoolScores(lambda index, loss: sink(index.cpu(), loss.detach().cpu()))
+    trainer = model.trainer
+    trainer.callbacks.append(scores)
+    try:
+        trainer.predict(
+            model.module,
+            dataloaders=datamodule.pool_dataloader(positions),
+            ckpt_path=model.best_checkpoint,
+            return_predictions=False,
+        )
+    finally:
+        trainer.callbacks.remove(scores)
