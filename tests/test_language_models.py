@@ -96,6 +96,22 @@ def test_token_level_rho_trains_on_fewer_noise_tokens_than_uniform(lm_workspace:
 
 
 @pytest.mark.slow
+def test_memory_mapped_corpus_and_store_train_as_the_in_memory_ones(lm_workspace: tuple[Path, dict]) -> None:
+    """on_device=false: windows read from the token files and per-token IL from the mapped store each
+    step; the same batches, so the same selections and the same result."""
+    root, _ = lm_workspace
+    runs = [
+        train(lm_config(root, "train", "selection=token_reducible_loss", f"datamodule.on_device={flag}", output=f"mapped_{flag}"))
+        for flag in ("true", "false")
+    ]
+    for key in ("val_curve", "tokens_trained", "noisy_selected_fraction", "selection_counts"):
+        first, second = runs[0][key], runs[1][key]
+        if key == "val_curve":
+            first, second = [p[1] for p in first], [p[1] for p in second]
+        assert first == (pytest.approx(second) if key == "val_curve" else second), key
+
+
+@pytest.mark.slow
 def test_a_store_for_other_settings_is_refused_naming_them(lm_workspace: tuple[Path, dict]) -> None:
     root, il = lm_workspace
     store = f"irreducible.path={il['il_store']}"

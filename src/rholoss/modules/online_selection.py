@@ -123,17 +123,26 @@ class OnlineBatchSelection(SupervisedModule):
         self.register_buffer("token_noise", torch.empty(0, dtype=torch.bool), persistent=False)
         self.register_buffer("num_tokens_trained", torch.zeros((), dtype=torch.long))
         self.register_buffer("num_noise_tokens_trained", torch.zeros((), dtype=torch.long))
+        self.token_source: Callable[[Tensor], Tensor] | None = None
 
-    def set_irreducible_losses(self, losses: Tensor) -> None:
+    def set_irreducible_losses(self, losses: Tensor, token_source: Callable[[Tensor], Tensor] | None = None) -> None:
         """IL by pool point ``[N]``, or by token ``[N, T]`` for sequences: a point's IL is then the mean
         over its tokens, and token-level methods keep the per-token values too (in their own dtype,
-        float16 from a token store)."""
+        float16 from a token store). ``token_source`` instead of a per-token table: gives the
+        ``[B, T]`` IL of pool windows ``index`` (read from a memory-mapped store each step), with
+        ``losses`` the per-window means, for corpora whose IL should not be held in memory."""
         device = self.irreducible_losses.device
+        self.token_source = token_source
         if losses.ndim == 2:
             if self.method.token_level:
                 self.irreducible_token_losses = losses.to(device)
             losses = losses.float().mean(1)
         self.irreducible_losses = losses.to(device, torch.float32)
+
+    def _irreducible_tokens(self, index: Tensor) -> Tensor:
+        if self.token_source is not None:
+            return self.token_source(index.cpu()).to(self.device, torch.float32, non_blocking=True)
+        return self.irreducible_token_losses[index].float()
 
     def prepare_pool(
         self,
@@ -243,7 +252,7 @@ class OnlineBatchSelection(SupervisedModule):
         """One forward pass over every sequence of the batch; the loss is the mean over the tokens
         the method chooses from the per-token losses of that same pass (no extra forward pass)."""
         token_losses = self.task.token_loss(self(x), y)
-        il = self.irreducible_token_losses[index].float() if self.method.needs_irreducible else None
+        il = self._irreducible_tokens(index) if self.method.needs_irreducible else None
         mask = self.method.select(TokenSelectionInput(token_losses.detach(), il), **self.options)
         loss = (token_losses * mask).sum() / mask.sum().clamp_min(1)
         self.selection_counts.index_add_(0, index, torch.ones_like(index))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     draws_n_b = draw_only_selected or method.token_level
     datamodule = datamodule_of(cfg, train_split="pool", batch_size=batch_size if draws_n_b else large_batch_size)
     task = task.fit_to(datamodule)
-    losses, store_file = (
-        _irreducible_losses(cfg, datamodule, task, method) if method.needs_irreducible else (None, None)
+    losses, token_source, store_file = (
+        _irreducible_losses(cfg, datamodule, task, method) if method.needs_irreducible else (None, None, None)
     )
     coreset = _svp_coreset(cfg, datamodule, task) if method.needs_coreset else None
 
@@ -89,7 +90,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         options={k: v for k, v in cfg.selection.items() if k not in _SHARED_SELECTION_KEYS},
     )
     if losses is not None:
-        module.set_irreducible_losses(losses)
+        module.set_irreducible_losses(losses, token_source)
     pool_size = len(datamodule.split("pool"))
     token_noise = task.token_level and datamodule.has_label_noise
     module.prepare_pool(
@@ -195,9 +196,10 @@ def _svp_coreset(cfg: DictConfig, datamodule: PoolDataModule, task: Task) -> dic
 
 def _irreducible_losses(
     cfg: DictConfig, datamodule: PoolDataModule, task: Task, method: SelectionMethod
-) -> tuple[Tensor, Path]:
+) -> tuple[Tensor, Callable[[Tensor], Tensor] | None, Path]:
     """The IL of every pool point from its store (found in the cache or named), checked against the
-    data and the task: ``[N]``, or ``[N, T]`` per token for token-level methods."""
+    data and the task: ``[N]``, or ``[N, T]`` per token for token-level methods on data held in memory;
+    for those on memory-mapped data, the per-window means and a per-step gather from the store."""
     if cfg.irreducible.path:
         path = Path(cfg.irreducible.path)
         if not path.is_file():
@@ -214,11 +216,17 @@ def _irreducible_losses(
                 f"{datamodule.fingerprint['pool_size']}, {_noise_description(datamodule)}). Make one with:\n"
                 f"  {irreducible_command()}\nor point to one with irreducible.path=..."
             )
+    token_source: Callable[[Tensor], Tensor] | None = None
     if task.token_level:
         token_store = TokenLossStore.open(path)
         token_store.check_matches(datamodule.fingerprint, path)
         metadata = token_store.metadata
-        losses = token_store.to_tensor() if method.token_level else token_store.sequence_losses()
+        if method.token_level and datamodule.on_device:  # the per-token table, held beside the data
+            losses = token_store.to_tensor()
+        else:  # per-window means; token-level methods read their windows from the mapped store each step
+            losses = token_store.sequence_losses()
+            if method.token_level:
+                token_source = token_store.gather
     else:
         store = IrreducibleLossStore.load(path)
         store.check_matches(datamodule.fingerprint, path)
@@ -230,7 +238,7 @@ def _irreducible_losses(
             f"task={task.name}:\n  {irreducible_command()}"
         )
     log.info("Using IL store %s (IL model %s %s)", path, task.val_metric, metadata.get(f"val_{task.metric}"))
-    return losses, path
+    return losses, token_source, path
 
 
 def _noise_description(datamodule: PoolDataModule) -> str:
