@@ -29,7 +29,7 @@ from torch import Tensor
 
 import rholoss
 from rholoss.atomic import atomic_write_json, atomic_write_text
-from rholoss.callbacks import CheckpointError, StepCheckpoint, ValCurve, resolve_resume
+from rholoss.callbacks import CheckpointError, StepCheckpoint, ValCurve, requeued_run, resolve_resume
 from rholoss.data import PoolDataModule
 from rholoss.data.splits import pool_halves, seeded_fraction
 from rholoss.irreducible import IrreducibleLossStore, StoreError, find_store, store_path
@@ -444,10 +444,12 @@ def _trainer(
 
 
 def _resume_checkpoint(cfg: DictConfig) -> str | None:
-    """The checkpoint ``resume=`` names, checked readable and made with this run's settings."""
-    if not cfg.get("resume"):
+    """The checkpoint ``resume=`` names (or a requeued SLURM job's own), checked readable and made
+    with this run's settings."""
+    resume = cfg.get("resume") or requeued_run(Path(cfg.paths.output_dir))
+    if not resume:
         return None
-    path = resolve_resume(cfg.resume)
+    path = resolve_resume(resume)
     earlier = path.parent.parent / "config_resolved.yaml"
     if earlier.is_file():
         before = OmegaConf.load(earlier)
@@ -460,7 +462,7 @@ def _resume_checkpoint(cfg: DictConfig) -> str | None:
         ]
         if differences:
             raise CheckpointError(
-                f"resume={cfg.resume}: the run was made with other settings:\n  " + "\n  ".join(differences)
+                f"resume={resume}: the run was made with other settings:\n  " + "\n  ".join(differences)
                 + "\nResume with the run's own overrides (see its config_resolved.yaml), or start afresh."
             )
     log.info("Resuming from %s", path)

@@ -1,5 +1,11 @@
-from rholoss.callbacks.checkpoint import CheckpointError, NonFiniteLossError, StepCheckpoint, resolve_resume
+from rholoss.callbacks.checkpoint import (
+    CheckpointError, NonFiniteLossError, StepCheckpoint, requeued_run, resolve_resume,
+)
+from rholoss.callbacks.preemption import StopSignals
 from rholoss.callbacks.progress import StepProgressBar
 from rholoss.callbacks.val_curve import ValCurve
 
-__all__ = ["CheckpointError", "NonFiniteLossError", "StepCheckpoint", "StepProgressBar", "ValCurve", "resolve_resume"]
+__all__ = [
+    "CheckpointError", "NonFiniteLossError", "StepCheckpoint", "StepProgressBar", "StopSignals", "ValCurve",
+    "requeued_run", "resolve_resume",
+]
