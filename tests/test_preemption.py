@@ -18,7 +18,7 @@ import torch
 from rholoss.callbacks import StopSignals, requeued_run
 from rholoss.irreducible import IrreducibleLossStore
 from rholoss.pipelines import train, train_irreducible
-from tests.conftest import QUIET, ROOT, synthetic_config
+from tests.conftest import QUIET, ROOT, compose_config, synthetic_config
 from tests.test_resume import weights
 
 # Enough steps that the signal, sent once the first periodic checkpoint exists, lands mid-training.
@@ -131,3 +131,10 @@ def test_a_requeued_slurm_job_continues_from_its_own_folder(tmp_path: Path, monk
     results: dict[str, Any] = train(synthetic_config(tmp_path, "train", *overrides, output="run"))
     assert results["resumed_from"] == str(run_dir / "checkpoints" / "last.ckpt")
     assert results["steps"] == 4
+
+
+@pytest.mark.parametrize("launcher", ["slurm_example", "slurm_ddp"])
+def test_the_slurm_launchers_requeue_a_job_that_reaches_its_time_limit(launcher: str) -> None:
+    """submitit requeues on its signal only up to max_num_timeout times (its default: never)."""
+    cfg = compose_config("train", [f"hydra/launcher={launcher}", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    assert cfg.hydra.launcher.max_num_timeout > 0 and cfg.hydra.launcher.signal_delay_s > 0

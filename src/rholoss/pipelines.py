@@ -30,6 +30,7 @@ from torch import Tensor
 import rholoss
 from rholoss.atomic import atomic_write_json, atomic_write_text
 from rholoss.callbacks import CheckpointError, StepCheckpoint, ValCurve, requeued_run, resolve_resume
+from rholoss.config_check import check_config
 from rholoss.data import PoolDataModule
 from rholoss.data.splits import pool_halves, seeded_fraction
 from rholoss.irreducible import IrreducibleLossStore, StoreError, find_store, store_path
@@ -66,6 +67,7 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
     Sec. 5.3): it splits the pool into seeded halves, trains an IL model on each and scores every
     point with the model that did not see it.
     """
+    check_config(cfg)
     strategy, fraction = str(cfg.irreducible.strategy), float(cfg.irreducible.holdout_fraction)
     if strategy not in IL_STRATEGIES:
         raise ValueError(f"irreducible.strategy must be one of {IL_STRATEGIES}, got {strategy!r}.")
@@ -153,6 +155,7 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train the target model with online batch selection and write ``results.json``."""
+    check_config(cfg, selection_keys=_SHARED_SELECTION_KEYS)
     method = get_selection(cfg.selection.name)
     large_batch_size = int(cfg.datamodule.batch_size)
     batch_size = selection_size(large_batch_size, cfg.selection.percent_train)
