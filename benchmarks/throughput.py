@@ -30,6 +30,7 @@ from hydra import compose, initialize_config_dir
 
 from rholoss.analysis import markdown_table
 from rholoss.atomic import atomic_write_json
+from rholoss.callbacks import ValCurve
 from rholoss.data import FashionMNISTDataModule
 from rholoss.models import MLP
 from rholoss.modules import OnlineBatchSelection
@@ -80,7 +81,7 @@ def lightning_steps_per_second(
     clock = StepClock(warmup)
     with tempfile.TemporaryDirectory() as output_dir:
         if defaults:
-            trainer = default_trainer(method, warmup + steps, [clock], Path(output_dir))
+            trainer = default_trainer(method, warmup + steps, [ValCurve(), clock], Path(output_dir))
         else:
             trainer = pl.Trainer(
                 accelerator="cpu", max_steps=warmup + steps, logger=False, enable_checkpointing=False,
