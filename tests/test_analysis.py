@@ -54,7 +54,7 @@ def sweep_dir(tmp_path: Path) -> Path:
 
 def test_speedup_in_the_papers_form(tmp_path: Path) -> None:
     summary = summarize([run_record(m, s, tmp_path) for m, s in CURVES])
-    assert summary["target_accuracy"] == pytest.approx(0.79)
+    assert summary["target"] == pytest.approx(0.79)
     assert list(summary["methods"]) == ["uniform", "loss", "reducible_loss"]  # baseline first
     uniform, rho, loss = (summary["methods"][n] for n in ("uniform", "reducible_loss", "loss"))
     assert uniform["to_target"]["curve_steps"] == 400 and uniform["speedup"] == 1.0
@@ -65,7 +65,7 @@ def test_speedup_in_the_papers_form(tmp_path: Path) -> None:
     assert rho["to_target"]["steps"] == {"mean": 250.0, "min": 200.0, "max": 300.0, "reached": 2, "seeds": 2}
     assert loss["speedup"] is None and loss["to_target"]["steps"]["reached"] == 1
     assert loss["noisy_selected_fraction"]["mean"] == 0.5 and rho["relevant_selected_fraction"] is None
-    assert rho["test_acc"]["min"] == pytest.approx(0.85) and rho["test_acc"]["max"] == pytest.approx(0.85)
+    assert rho["test"]["min"] == pytest.approx(0.85) and rho["test"]["max"] == pytest.approx(0.85)
     # Targets from uniform's first mean accuracy to its best; steps on each method's mean curve.
     assert summary["targets"][0] == pytest.approx(0.5) and summary["targets"][-1] == pytest.approx(0.79)
     assert [t["curve_steps"] for t in rho["steps_to_targets"]][0] == 100

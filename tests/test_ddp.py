@@ -1,6 +1,6 @@
 """Two-process DDP on CPU (gloo), from the command line as a user runs it: both stages on synthetic data.
 
-Semantics (README, "Running at scale"): each of W ranks draws its own large batch of n_B from its
+Semantics (docs/scale.md, "Several GPUs: DDP"): each of W ranks draws its own large batch of n_B from its
 own share of the pool and trains on its own top n_b; one optimizer step averages the W gradients, so
 a step is W * n_b points and max_steps counts optimizer steps.
 """

@@ -15,7 +15,7 @@ from rholoss.data import SyntheticDataModule
 from rholoss.data.in_memory import in_memory_tensors
 from rholoss.data.splits import pool_halves
 from rholoss.irreducible import IrreducibleLossStore, store_path
-from rholoss.modules import ClassifierModule
+from rholoss.modules import SupervisedModule
 from rholoss.pipelines import build_model, train, train_irreducible
 from tests.conftest import synthetic_config
 
@@ -30,7 +30,7 @@ def two_halves(tmp_path_factory: pytest.TempPathFactory) -> tuple[DictConfig, di
 def il_model_losses(cfg: DictConfig, checkpoint: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Each point's loss under the IL model saved in ``checkpoint``, recomputed outside the pipeline."""
     model = build_model(cfg.model, tuple(x.shape[1:]), 4)
-    module = ClassifierModule(model, num_classes=4)
+    module = SupervisedModule(model, 4)
     module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
     with torch.no_grad():
         return F.cross_entropy(module.eval()(x), y, reduction="none")

@@ -11,6 +11,7 @@ import torch
 from rholoss.irreducible import IrreducibleLossStore, StoreError
 from rholoss.pipelines import train, train_irreducible
 from rholoss.selection import get_selection, list_selections
+from rholoss.tasks import Classification
 from tests.conftest import config_in, synthetic_config
 
 RESULT_KEYS = {
@@ -32,7 +33,7 @@ def target_runs(workspace: tuple[Path, dict]) -> dict[str, dict]:
         dropout = ["model.dropout=0.1"] if get_selection(name).needs_mc_samples else []
         return train(synthetic_config(root, "train", f"selection={name}", *dropout, output=name))
 
-    return {name: run(name) for name in list_selections()}
+    return {name: run(name) for name in list_selections(Classification())}
 
 
 def test_irreducible_stage_writes_a_store_for_the_pool(workspace: tuple[Path, dict]) -> None:
@@ -59,7 +60,7 @@ def test_irreducible_losses_are_high_on_corrupted_points(workspace: tuple[Path, 
     assert losses[datamodule.corrupted].mean() > 5 * losses[~datamodule.corrupted].mean()
 
 
-@pytest.mark.parametrize("name", list_selections())
+@pytest.mark.parametrize("name", list_selections(Classification()))
 def test_every_selection_function_trains_end_to_end(name: str, target_runs: dict[str, dict], workspace) -> None:
     root, il = workspace
     result = target_runs[name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rholoss.tasks import Classification
 from rholoss.selection import (
     SelectionInput,
     UnknownSelectionError,
@@ -14,7 +15,7 @@ from rholoss.selection import (
     selection_size,
 )
 
-ALL = list_selections()
+ALL = list_selections(Classification())  # the per-point methods; token-level ones: test_token_selection.py
 N_B, K, C = 50, 7, 5
 
 
@@ -80,7 +81,7 @@ def test_needs_only_what_it_declares(name: str) -> None:
     full = random_batch()
     batch = SelectionInput(
         targets=full.targets,
-        logits=full.logits if method.needs_logits else None,
+        logits=full.logits if method.needs_forward else None,
         irreducible_loss=full.irreducible_loss if method.needs_irreducible else None,
         mc_logits=full.mc_logits if method.needs_mc_samples else None,
     )
@@ -144,7 +145,7 @@ def test_gradnorm_is_the_distance_between_softmax_and_onehot() -> None:
 
 def test_uniform_takes_the_first_k_of_the_shuffled_large_batch() -> None:
     assert get_selection("uniform").select(random_batch(), K).positions.tolist() == list(range(K))
-    assert not get_selection("uniform").needs_logits
+    assert not get_selection("uniform").needs_forward
 
 
 def test_loss_is_computed_in_float32_from_low_precision_logits() -> None:

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rholoss.modules.online_selection import OnlineBatchSelection, top_score_share
+from rholoss.modules.online_selection import OnlineBatchSelection
+from rholoss.selection.step import top_score_share
 from rholoss.selection import SelectionInput, get_selection
 
 

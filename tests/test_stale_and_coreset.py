@@ -48,13 +48,13 @@ def test_refresh_fills_the_cache_with_the_current_logits_of_every_pool_point() -
     module, x, _ = stale_module()
     module.refresh_score_cache()
     with torch.no_grad():
-        assert torch.allclose(module.cached_logits, module.model(x))
+        assert torch.allclose(module.cached_outputs, module.model(x))
 
 
 def test_scores_come_from_the_cache_not_from_a_forward_pass() -> None:
     module, x, y = stale_module()
     module.refresh_score_cache()
-    cached = module.cached_logits.clone()
+    cached = module.cached_outputs.clone()
     with torch.no_grad():
         module.model.weight.mul_(-3.0)  # the model moves on; the cache does not
     index = torch.tensor([7, 2, 5, 0])
@@ -65,19 +65,19 @@ def test_scores_come_from_the_cache_not_from_a_forward_pass() -> None:
 
 def test_refresh_runs_on_schedule_and_trained_points_refresh_their_own_scores() -> None:
     module, x, y = stale_module(step=1)  # not a multiple of stale_every=3: no pool pass
-    module.cached_logits.fill_(0.0)
+    module.cached_outputs.fill_(0.0)
     index = torch.tensor([4, 1, 8, 3])
     with torch.no_grad():
         fresh = module.model(x[index])
     module.training_step((index, x[index], y[index]), 0)
-    trained = module.cached_logits[index].abs().sum(-1) > 0
+    trained = module.cached_outputs[index].abs().sum(-1) > 0
     assert int(trained.sum()) == 2  # percent_train 0.5 of 4: exactly the two trained points
-    assert torch.allclose(module.cached_logits[index][trained], fresh[trained])
-    assert int((module.cached_logits.abs().sum(-1) > 0).sum()) == 2  # nothing else was scored
+    assert torch.allclose(module.cached_outputs[index][trained], fresh[trained])
+    assert int((module.cached_outputs.abs().sum(-1) > 0).sum()) == 2  # nothing else was scored
 
     module.trainer.global_step = 3  # a multiple of stale_every: the whole pool is re-scored first
     module.training_step((index, x[index], y[index]), 0)
-    assert bool((module.cached_logits.abs().sum(-1) > 0).all())
+    assert bool((module.cached_outputs.abs().sum(-1) > 0).all())
 
 
 def test_loss_stale_defaults_to_reusing_scores_and_loss_does_not() -> None:

@@ -64,7 +64,7 @@ def test_speedup_table_matches_the_runs(sweep: dict[str, Any]) -> None:
     steps = [p[0] for p in curves["uniform"][0]]
     target = mean["uniform"].max()
     first = {name: next((s for s, a in zip(steps, m) if a >= target - 1e-9), None) for name, m in mean.items()}
-    assert summary["target_accuracy"] == pytest.approx(target)
+    assert summary["target"] == pytest.approx(target)
     uniform, rho = summary["methods"]["uniform"], summary["methods"]["reducible_loss"]
     assert uniform["to_target"]["curve_steps"] == first["uniform"] and uniform["speedup"] == 1.0
     assert rho["to_target"]["curve_steps"] == first["reducible_loss"]
@@ -77,7 +77,7 @@ def test_speedup_table_matches_the_runs(sweep: dict[str, Any]) -> None:
     assert uniform["noisy_selected_fraction"]["mean"] == pytest.approx(0.2, abs=0.05)
     assert rho["noisy_selected_fraction"]["max"] < uniform["noisy_selected_fraction"]["min"]
     test_accs = sorted(r["test_acc"] for r in runs if r["selection"] == "uniform")
-    assert [uniform["test_acc"]["min"], uniform["test_acc"]["max"]] == pytest.approx(test_accs)
+    assert [uniform["test"]["min"], uniform["test"]["max"]] == pytest.approx(test_accs)
     assert summary["failed"] == []
 
 

@@ -34,8 +34,10 @@ from rholoss.config_check import check_config
 from rholoss.data import PoolDataModule
 from rholoss.data.splits import pool_halves, seeded_fraction
 from rholoss.irreducible import IrreducibleLossStore, StoreError, find_store, store_path
-from rholoss.modules import ClassifierModule, EntropyProxy, OnlineBatchSelection, max_entropy_coreset
+from rholoss.modules import EntropyProxy, OnlineBatchSelection, SupervisedModule, max_entropy_coreset
 from rholoss.selection import get_selection, selection_size
+from rholoss.selection.registry import check_applies
+from rholoss.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +54,11 @@ _SHARED_SELECTION_KEYS = {
     "coreset_fraction", "proxy_steps",
 }
 # Overrides that change which pool a run sees, and so which IL store it needs.
-_DATA_OVERRIDE_ROOTS = ("experiment", "datamodule", "paths")
+_DATA_OVERRIDE_ROOTS = ("experiment", "task", "datamodule", "paths")
 # How the IL model(s) are trained: on the holdout split, or on two halves of the pool (no holdout).
 IL_STRATEGIES = ("holdout", "two_halves")
 # Settings a resumed run must share with the run it continues (the step budget may change).
-_RESUME_MUST_MATCH = ("seed", "datamodule", "model", "selection", "optimizer", "irreducible")
+_RESUME_MUST_MATCH = ("seed", "task", "datamodule", "model", "selection", "optimizer", "irreducible")
 
 
 def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
@@ -82,27 +84,32 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(
             "resume= continues one IL model; irreducible.strategy=two_halves trains two: start it afresh."
         )
+    task = _task(cfg)
     output_dir = _start(cfg)
     resumed_from = _resume_checkpoint(cfg)
     started = time.perf_counter()
     if strategy == "holdout":
         datamodule = _datamodule(cfg, train_split="holdout")
+        task = task.fit_to(datamodule)
         positions = None if fraction == 1.0 else seeded_fraction(len(datamodule.split("holdout")), fraction, cfg.seed)
-        models = [_fit_il_model(cfg, datamodule, output_dir / "checkpoints", positions, "holdout", resumed_from)]
+        models = [_fit_il_model(cfg, datamodule, task, output_dir / "checkpoints", positions, "holdout", resumed_from)]
         losses = _pool_losses(models[0], datamodule)
     else:
         datamodule = _datamodule(cfg, train_split="pool")
+        task = task.fit_to(datamodule)
         pool_size = len(datamodule.split("pool"))
         half_a, half_b = pool_halves(pool_size, cfg.seed)
         models = [
-            _fit_il_model(cfg, datamodule, output_dir / "checkpoints" / "half_a", half_a, "half_a"),
-            _fit_il_model(cfg, datamodule, output_dir / "checkpoints" / "half_b", half_b, "half_b"),
+            _fit_il_model(cfg, datamodule, task, output_dir / "checkpoints" / "half_a", half_a, "half_a"),
+            _fit_il_model(cfg, datamodule, task, output_dir / "checkpoints" / "half_b", half_b, "half_b"),
         ]
         losses = torch.empty(pool_size)
         losses[half_a] = _pool_losses(models[1], datamodule, half_a)  # each half scored by the other's model
         losses[half_b] = _pool_losses(models[0], datamodule, half_b)
     wall_seconds = time.perf_counter() - started
-    val_acc = sum(m.val_acc for m in models) / len(models)
+    # The IL model's validation score in the task's metric (val_acc for classification), mean of both halves.
+    val_key = f"val_{task.metric}"
+    val_score = sum(m.val_score for m in models) / len(models)
 
     il_config = {
         "strategy": strategy,
@@ -120,7 +127,8 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
     metadata = {
         "il_config": il_config,
         "strategy": strategy,
-        "val_acc": val_acc,
+        **task.describe(),
+        val_key: val_score,
         "il_models": [m.summary() for m in models],
         "created": datetime.now(timezone.utc).isoformat(),
         "code_version": code_version(),
@@ -136,7 +144,8 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         "strategy": strategy,
         "seed": cfg.seed,
         "il_store": str(path),
-        "val_acc": val_acc,
+        **task.describe(),
+        val_key: val_score,
         "val_curve": models[0].val_curve if len(models) == 1 else None,
         "best_checkpoint": models[0].best_checkpoint if len(models) == 1 else None,
         "il_models": metadata["il_models"],
@@ -149,7 +158,7 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
     }
     _write_results(results, output_dir, trainer)
     log.info("IL store written: %s", path)
-    log.info("IL model val accuracy (best checkpoint%s): %.4f", "s, mean" if len(models) > 1 else "", val_acc)
+    log.info("IL model val %s (best checkpoint%s): %.4f", task.metric_label, "s, mean" if len(models) > 1 else "", val_score)
     return results
 
 
@@ -157,10 +166,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train the target model with online batch selection and write ``results.json``."""
     check_config(cfg, selection_keys=_SHARED_SELECTION_KEYS)
     method = get_selection(cfg.selection.name)
+    task = _task(cfg)
+    check_applies(method, task)  # before any data is loaded
     large_batch_size = int(cfg.datamodule.batch_size)
     batch_size = selection_size(large_batch_size, cfg.selection.percent_train)
     draw_only_selected = bool(cfg.selection.get("draw_only_selected", False))
-    if draw_only_selected and (method.needs_logits or method.needs_irreducible or method.needs_mc_samples):
+    if draw_only_selected and (method.needs_forward or method.needs_irreducible or method.needs_mc_samples):
         raise ValueError(
             f"selection.draw_only_selected applies only to methods that ignore the points' content "
             f"(uniform), not to {method.name!r}: remove it."
@@ -169,12 +180,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # A content-blind method may draw just the n_b points it trains on: the same distribution of
     # steps as drawing n_B and keeping n_b, without loading the 90% it would throw away.
     datamodule = _datamodule(cfg, train_split="pool", batch_size=batch_size if draw_only_selected else large_batch_size)
-    store, store_file = _irreducible_store(cfg, datamodule) if method.needs_irreducible else (None, None)
-    coreset = _svp_coreset(cfg, datamodule) if method.needs_coreset else None
+    task = task.fit_to(datamodule)
+    store, store_file = _irreducible_store(cfg, datamodule, task) if method.needs_irreducible else (None, None)
+    coreset = _svp_coreset(cfg, datamodule, task) if method.needs_coreset else None
 
     module = OnlineBatchSelection(
-        _model(cfg, datamodule),
-        datamodule.num_classes,
+        _model(cfg, datamodule, task),
+        task,
         instantiate(cfg.optimizer),
         selection=method.name,
         percent_train=1.0 if draw_only_selected else cfg.selection.percent_train,
@@ -192,7 +204,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         corrupted=datamodule.corrupted if datamodule.has_label_noise else None,
         relevant=datamodule.relevant,
     )
-    val_curve = ValCurve()
+    val_curve = ValCurve(task.val_metric, task.mode)
     trainer = _trainer(cfg, output_dir, [val_curve])
     resumed_from = _resume_checkpoint(cfg)
 
@@ -208,7 +220,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=resumed_from)
     wall_seconds = time.perf_counter() - started
     _sum_over_ranks(trainer, module)
-    test_acc = float(trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/acc"])
+    test_score = float(trainer.test(module, datamodule=datamodule, verbose=False)[0][task.test_metric])
     _close_loggers(trainer)
 
     results = {
@@ -225,9 +237,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "draw_only_selected": draw_only_selected,
         "stale_every": module.stale_every,
         "coreset": coreset,
+        **task.describe(),
         "val_curve": val_curve.points,
-        "best_val_acc": val_curve.best,
-        "test_acc": test_acc,
+        f"best_val_{task.metric}": val_curve.best,
+        f"test_{task.metric}": test_score,
         "noisy_selected_fraction": module.noisy_selected_fraction,
         "relevant_selected_fraction": module.relevant_selected_fraction,
         "selection_counts": module.selection_count_summary(),
@@ -243,7 +256,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-def _svp_coreset(cfg: DictConfig, datamodule: PoolDataModule) -> dict[str, Any]:
+def _svp_coreset(cfg: DictConfig, datamodule: PoolDataModule, task: Task) -> dict[str, Any]:
     """Selection-via-Proxy's offline stage: train a proxy (the target's architecture) on the pool for
     ``selection.proxy_steps`` steps, keep the ``coreset_fraction`` of pool points with the highest
     predictive entropy, and restrict target training to them. Returns what the results record."""
@@ -251,7 +264,7 @@ def _svp_coreset(cfg: DictConfig, datamodule: PoolDataModule) -> dict[str, Any]:
     if steps < 1:
         raise ValueError(f"selection.proxy_steps must be positive, got {steps}.")
     started = time.perf_counter()
-    proxy = EntropyProxy(_model(cfg, datamodule), datamodule.num_classes, instantiate(cfg.optimizer))
+    proxy = EntropyProxy(_model(cfg, datamodule, task), task, instantiate(cfg.optimizer))
     trainer = pl.Trainer(
         accelerator=cfg.trainer.accelerator, devices=1, max_steps=steps, limit_val_batches=0, num_sanity_val_steps=0,
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -305,13 +318,13 @@ def code_version() -> dict[str, str | None]:
 @dataclass
 class FittedILModel:
     """One trained IL model: its best weights are in ``best_checkpoint`` (None: no validation ran,
-    the final weights are in ``module``)."""
+    the final weights are in ``module``); ``val_score``: their value of the task's metric."""
 
     name: str
-    module: ClassifierModule
+    module: SupervisedModule
     trainer: pl.Trainer
     best_checkpoint: str | None
-    val_acc: float
+    val_score: float
     val_curve: list[list[float]]
     trained_on: int
 
@@ -319,7 +332,7 @@ class FittedILModel:
         return {
             "name": self.name,
             "trained_on": self.trained_on,
-            "val_acc": self.val_acc,
+            f"val_{self.module.task.metric}": self.val_score,
             "steps": self.trainer.global_step,
             "best_checkpoint": self.best_checkpoint,
             "val_curve": self.val_curve,
@@ -329,28 +342,29 @@ class FittedILModel:
 def _fit_il_model(
     cfg: DictConfig,
     datamodule: PoolDataModule,
+    task: Task,
     checkpoint_dir: Path,
     positions: Tensor | None,
     name: str,
     resumed_from: str | None = None,
 ) -> FittedILModel:
     """Train an IL model on ``positions`` of the datamodule's training split (None: all of it),
-    keeping the checkpoint with the best val accuracy, and report that accuracy."""
+    keeping the checkpoint with the best value of the task's val metric, and report that value."""
     datamodule.restrict_training(positions)
-    module = ClassifierModule(_model(cfg, datamodule), datamodule.num_classes, instantiate(cfg.optimizer))
+    module = SupervisedModule(_model(cfg, datamodule, task), task, instantiate(cfg.optimizer))
     # A resumed run keeps its best-model checkpoints where the run it continues kept them: Lightning
     # reloads the best score only for an unchanged folder.
     best_dir = Path(resumed_from).parent if resumed_from else checkpoint_dir
-    checkpoint = ModelCheckpoint(dirpath=best_dir, monitor="val/acc", mode="max", save_top_k=1)
-    val_curve = ValCurve()
+    checkpoint = ModelCheckpoint(dirpath=best_dir, monitor=task.val_metric, mode=task.mode, save_top_k=1)
+    val_curve = ValCurve(task.val_metric, task.mode)
     part = None if name == "holdout" else name
     trainer = _trainer(cfg, Path(cfg.paths.output_dir), [checkpoint, val_curve], part)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resumed_from)
     best = checkpoint.best_model_path or None
-    val_acc = float(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]["val/acc"])
+    val_score = float(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0][task.val_metric])
     trained_on = len(datamodule.split(datamodule.train_split)) if positions is None else len(positions)
-    log.info("IL model %s: trained on %d points, val accuracy %.4f", name, trained_on, val_acc)
-    return FittedILModel(name, module, trainer, best, val_acc, val_curve.points, trained_on)
+    log.info("IL model %s: trained on %d points, val %s %.4f", name, trained_on, task.metric_label, val_score)
+    return FittedILModel(name, module, trainer, best, val_score, val_curve.points, trained_on)
 
 
 def _start(cfg: DictConfig) -> Path:
@@ -373,6 +387,15 @@ def _check_accelerator(accelerator: str) -> None:
         )
 
 
+def _task(cfg: DictConfig) -> Task:
+    """The task the config names (``task=``), not yet sized for the data: what it is and what it
+    offers selection functions is known before any data is loaded."""
+    task = instantiate(cfg.task)
+    if not isinstance(task, Task):
+        raise TypeError(f"task._target_={cfg.task._target_} made a {type(task).__name__}, not a rholoss.tasks.Task.")
+    return task
+
+
 def _datamodule(cfg: DictConfig, train_split: str, **overrides: Any) -> PoolDataModule:
     datamodule: PoolDataModule = instantiate(cfg.datamodule, train_split=train_split, **overrides)
     datamodule.prepare_data()
@@ -382,15 +405,21 @@ def _datamodule(cfg: DictConfig, train_split: str, **overrides: Any) -> PoolData
 
 
 def build_model(
-    model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int, **data_kwargs: Any
+    model_cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int | None = None, **data_kwargs: Any
 ) -> torch.nn.Module:
     """The model a ``model`` config describes; ``compile: true`` compiles it in place, so state-dict
-    keys (checkpoints, stores) stay those of the plain model. ``data_kwargs``: the datamodule's
-    :meth:`~rholoss.data.PoolDataModule.model_kwargs` (text: vocabulary size, padding id)."""
+    keys (checkpoints, stores) stay those of the plain model. ``data_kwargs``: the task's
+    :meth:`~rholoss.tasks.Task.model_arguments` (class count or output width) and the datamodule's
+    :meth:`~rholoss.data.PoolDataModule.model_kwargs` (text: vocabulary size, padding id), each
+    passed only where the model's signature takes it."""
     settings = OmegaConf.to_container(model_cfg, resolve=True)
     compile_model = bool(settings.pop("compile", False))
     _check_model_settings(settings)
-    model = instantiate(settings, input_shape=input_shape, num_classes=num_classes, **data_kwargs)
+    if num_classes is not None:  # classification: the class count is the output width
+        data_kwargs = {"num_classes": num_classes, "num_outputs": num_classes, **data_kwargs}
+    taken = inspect.signature(get_object(settings["_target_"])).parameters
+    data_kwargs = {key: value for key, value in data_kwargs.items() if key in taken}
+    model = instantiate(settings, input_shape=input_shape, **data_kwargs)
     if compile_model:
         model.compile()
     return model
@@ -414,8 +443,8 @@ def _check_model_settings(settings: dict[str, Any]) -> None:
         )
 
 
-def _model(cfg: DictConfig, datamodule: PoolDataModule) -> torch.nn.Module:
-    return build_model(cfg.model, datamodule.input_shape, datamodule.num_classes, **datamodule.model_kwargs())
+def _model(cfg: DictConfig, datamodule: PoolDataModule, task: Task) -> torch.nn.Module:
+    return build_model(cfg.model, datamodule.input_shape, **task.model_arguments(), **datamodule.model_kwargs())
 
 
 def _trainer(
@@ -501,7 +530,7 @@ def _close_loggers(trainer: pl.Trainer) -> None:
             logger.experiment.finish()
 
 
-def _irreducible_store(cfg: DictConfig, datamodule: PoolDataModule) -> tuple[IrreducibleLossStore, Path]:
+def _irreducible_store(cfg: DictConfig, datamodule: PoolDataModule, task: Task) -> tuple[IrreducibleLossStore, Path]:
     if cfg.irreducible.path:
         path = Path(cfg.irreducible.path)
         if not path.is_file():
@@ -520,7 +549,13 @@ def _irreducible_store(cfg: DictConfig, datamodule: PoolDataModule) -> tuple[Irr
             )
     store = IrreducibleLossStore.load(path)
     store.check_matches(datamodule.fingerprint, path)
-    log.info("Using IL store %s (IL model val acc %s)", path, store.metadata.get("val_acc"))
+    made_for = store.metadata.get("task", "classification")  # stores made before tasks existed
+    if made_for != task.name:
+        raise StoreError(
+            f"The IL store {path} holds {made_for} losses, but this run's task is {task.name}: make a store with "
+            f"task={task.name}:\n  {irreducible_command()}"
+        )
+    log.info("Using IL store %s (IL model %s %s)", path, task.val_metric, store.metadata.get(f"val_{task.metric}"))
     return store, path
 
 

@@ -1,12 +1,15 @@
 """Reading runs and sweeps and turning them into the paper's tables and figures: steps (and
-seconds) to target accuracies per method, the speedup over uniform, the share of noisy points
+seconds) to target values of the runs' metric (accuracy, MSE, loss) per method, the speedup over uniform, the share of noisy points
 selected. Also a command line: ``python -m rholoss.analysis <run or sweep folder>``."""
 
+from rholoss.analysis.metric import Metric, metric_of
 from rholoss.analysis.report import analyze, log_to_wandb
 from rholoss.analysis.summary import mean_curve, speedup_markdown, summarize, targets_markdown
-from rholoss.analysis.tables import load_results, markdown_table, method_table, read_logged, steps_to_accuracy
+from rholoss.analysis.tables import load_results, markdown_table, method_table, read_logged, steps_to_value
 
 __all__ = [
+    "Metric",
+    "metric_of",
     "analyze",
     "load_results",
     "log_to_wandb",
@@ -15,7 +18,7 @@ __all__ = [
     "method_table",
     "read_logged",
     "speedup_markdown",
-    "steps_to_accuracy",
+    "steps_to_value",
     "summarize",
     "targets_markdown",
 ]

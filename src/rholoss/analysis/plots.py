@@ -1,7 +1,8 @@
 """The paper's figures from a :func:`rholoss.analysis.summary.summarize` summary, as PNG and PDF.
 
-- ``accuracy_vs_steps``: validation accuracy per method, mean over seeds with a min/max band (Fig. 2/3);
-- ``steps_vs_target``: steps needed to reach each target accuracy (Fig. 3);
+- ``accuracy_vs_steps``: the validation metric (accuracy, MSE, loss) per method, mean over seeds with
+  a min/max band (Fig. 2/3); the file keeps its name whatever the metric;
+- ``steps_vs_target``: steps needed to reach each target value (Fig. 3);
 - ``noisy_selected``: share of selected points whose label was corrupted (Fig. 1 right), label noise only;
 - ``score_concentration``: share of a large batch's score held by its top 20% (Fig. 1 left), where logged.
 """
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rholoss.analysis.summary import summary_metric
 from rholoss.analysis.tables import read_logged
 from rholoss.atomic import atomic_write
 
@@ -44,26 +46,29 @@ def _save(figure: Any, folder: Path, name: str) -> list[Path]:
 
 
 def accuracy_vs_steps(summary: dict[str, Any], folder: Path) -> list[Path]:
+    metric = summary_metric(summary)
     figure, axes = _figure((6, 4))
     colors = _colors(summary)
     for name, method in summary["methods"].items():
         curve = method["curve"]
-        axes.plot(curve["steps"], np.multiply(curve["mean"], 100), color=colors[name], label=name)
+        axes.plot(curve["steps"], metric.scaled(curve["mean"]), color=colors[name], label=name)
         axes.fill_between(
-            curve["steps"], np.multiply(curve["min"], 100), np.multiply(curve["max"], 100),
+            curve["steps"], metric.scaled(curve["min"]), metric.scaled(curve["max"]),
             color=colors[name], alpha=0.2, linewidth=0,
         )
-    axes.axhline(100 * summary["target_accuracy"], color="grey", linestyle="--", linewidth=1,
+    axes.axhline(metric.scaled(summary["target"]), color="grey", linestyle="--", linewidth=1,
                  label=f"target ({summary['baseline']}'s best)")
-    axes.set(xlabel="steps", ylabel="validation accuracy (%)", title="Accuracy vs steps (mean, min/max over seeds)")
+    title = f"{metric.label[0].upper()}{metric.label[1:]} vs steps (mean, min/max over seeds)"
+    axes.set(xlabel="steps", ylabel=metric.axis_label, title=title)
     axes.legend()
     return _save(figure, folder, "accuracy_vs_steps")
 
 
 def steps_vs_target(summary: dict[str, Any], folder: Path) -> list[Path]:
     """Steps on the mean curve, with error bars spanning the per-seed min/max where every seed got there."""
+    metric = summary_metric(summary)
     figure, axes = _figure((6, 4))
-    targets = 100 * np.asarray(summary["targets"])
+    targets = metric.scaled(summary["targets"])
     for name, method in summary["methods"].items():
         reach = method["steps_to_targets"]
         steps = np.array([np.nan if r["curve_steps"] is None else r["curve_steps"] for r in reach], dtype=float)
@@ -73,8 +78,10 @@ def steps_vs_target(summary: dict[str, Any], folder: Path) -> list[Path]:
         errors = np.nan_to_num(np.clip([steps - low, high - steps], 0, None))
         axes.errorbar(targets, steps, yerr=errors, marker="o", markersize=3, capsize=2, color=_colors(summary)[name],
                       label=name)
-    axes.set(xlabel="target validation accuracy (%)", ylabel="steps required",
-             title="Steps to reach a target accuracy (missing: never)")
+    if metric.mode == "min":  # left to right: from easy targets to hard ones, as for accuracy
+        axes.invert_xaxis()
+    axes.set(xlabel=f"target {metric.axis_label}", ylabel="steps required",
+             title=f"Steps to reach a target {metric.label} (missing: never)")
     axes.legend()
     return _save(figure, folder, "steps_vs_target")
 

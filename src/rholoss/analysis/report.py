@@ -31,7 +31,7 @@ def analyze(
     summary = summarize(runs, targets)
     summary["folder"] = str(folder)
     summary["failed"] = [{k: f.get(k) for k in ("path", "selection", "seed", "error")} for f in failed_jobs(folder)]
-    sections = [speedup_markdown(summary), "Steps to each target accuracy (mean over seeds):", targets_markdown(summary)]
+    sections = [speedup_markdown(summary), "Steps to each target value (mean over seeds):", targets_markdown(summary)]
     if summary["failed"]:
         sections.append("Failed jobs:\n" + "\n".join(f"- {f['path']}: {f['error']}" for f in summary["failed"]))
     summary["markdown"] = "\n\n".join(sections)
@@ -54,11 +54,11 @@ def log_to_wandb(summary: dict[str, Any], project: str = "rholoss", directory: P
         name=f"analysis-{Path(summary['folder']).name}",
         dir=str(directory),
         mode=os.environ.get("WANDB_MODE", "offline"),
-        config={"folder": summary["folder"], "target_accuracy": summary["target_accuracy"]},
+        config={"folder": summary["folder"], "metric": summary["metric"], "mode": summary["mode"], "target": summary["target"]},
     )
-    columns = ["method", "seeds", "steps_to_target", "speedup", "wall_clock_speedup", "test_acc_mean"]
+    columns = ["method", "seeds", "steps_to_target", "speedup", "wall_clock_speedup", "test_mean"]
     rows = [
-        [name, len(m["seeds"]), m["to_target"]["curve_steps"], m["speedup"], m["wall_clock_speedup"], m["test_acc"]["mean"]]
+        [name, len(m["seeds"]), m["to_target"]["curve_steps"], m["speedup"], m["wall_clock_speedup"], m["test"]["mean"]]
         for name, m in summary["methods"].items()
     ]
     images = {f"figures/{name}": wandb.Image(paths[0]) for name, paths in summary["figures"].items()}

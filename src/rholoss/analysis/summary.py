@@ -1,7 +1,8 @@
-"""Per-method curves over seeds, steps to target accuracies, and the paper's speedup table.
+"""Per-method curves over seeds, steps to target values, and the paper's speedup table.
 
-The paper's form (Mindermann et al. 2022, Sec. 5.2): the target is the best validation accuracy
-that uniform selection reaches, on its curve averaged over seeds; a method's speedup is uniform's
+The paper's form (Mindermann et al. 2022, Sec. 5.2): the target is the best validation value (the
+highest accuracy; the lowest MSE or loss for a metric to minimise) that uniform selection reaches,
+on its curve averaged over seeds; a method's speedup is uniform's
 steps to that target divided by the method's steps (on the method's seed-averaged curve), or
 "never" when the method does not reach it. Per-seed steps (mean, min, max) come beside it, so a
 speedup that rests on one lucky seed is visible.
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from rholoss.analysis.metric import Metric, metric_of
 from rholoss.analysis.tables import markdown_table
 
 BASELINE = "uniform"
@@ -31,8 +33,8 @@ def group_by_method(runs: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, 
 
 
 def mean_curve(runs: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
-    """Validation accuracy over seeds at the steps every seed evaluated: ``steps``, ``mean``,
-    ``min``, ``max`` accuracy and ``seconds`` (mean wall-clock since training started)."""
+    """The validation metric over seeds at the steps every seed evaluated: ``steps``, ``mean``,
+    ``min``, ``max`` value and ``seconds`` (mean wall-clock since training started)."""
     by_run = [{int(p[0]): p for p in run["val_curve"]} for run in runs]
     steps = sorted(set.intersection(*(set(points) for points in by_run))) if by_run else []
     if not steps:
@@ -52,10 +54,11 @@ def mean_curve(runs: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
     }
 
 
-def first_reaching(curve: Sequence[Sequence[float]], target: float) -> tuple[int, float] | None:
-    """(step, seconds) of the first point of ``[step, acc, seconds]`` rows with ``acc >= target``."""
-    # A tolerance, so that the baseline always reaches its own best mean accuracy despite rounding.
-    return next(((int(p[0]), float(p[2])) for p in curve if p[1] >= target - 1e-9), None)
+def first_reaching(
+    curve: Sequence[Sequence[float]], target: float, metric: Metric = Metric()
+) -> tuple[int, float] | None:
+    """(step, seconds) of the first point of ``[step, value, seconds]`` rows whose value reaches ``target``."""
+    return next(((int(p[0]), float(p[2])) for p in curve if metric.reached(p[1], target)), None)
 
 
 def _stats(values: Sequence[float | None]) -> dict[str, Any]:
@@ -71,11 +74,13 @@ def _stats(values: Sequence[float | None]) -> dict[str, Any]:
     }
 
 
-def steps_to_target(runs: Sequence[dict[str, Any]], curve: dict[str, list[float]], target: float) -> dict[str, Any]:
+def steps_to_target(
+    runs: Sequence[dict[str, Any]], curve: dict[str, list[float]], target: float, metric: Metric = Metric()
+) -> dict[str, Any]:
     """How long ``runs`` (one method's seeds) take to reach ``target``: on the mean curve, and per
     seed (mean, min, max of steps and of wall-clock seconds)."""
-    on_mean = first_reaching(list(zip(curve["steps"], curve["mean"], curve["seconds"])), target)
-    per_seed = [first_reaching(run["val_curve"], target) for run in runs]
+    on_mean = first_reaching(list(zip(curve["steps"], curve["mean"], curve["seconds"])), target, metric)
+    per_seed = [first_reaching(run["val_curve"], target, metric) for run in runs]
     return {
         "curve_steps": on_mean[0] if on_mean else None,
         "curve_seconds": on_mean[1] if on_mean else None,
@@ -90,8 +95,9 @@ def _speedup(baseline: float | None, method: float | None) -> float | None:
 
 def summarize(runs: Sequence[dict[str, Any]], targets: Sequence[float] | None = None) -> dict[str, Any]:
     """Everything the table, the figures and ``summary.json`` show, from target runs'
-    ``results.json`` records. ``targets``: accuracies for steps-vs-target (default: evenly spaced
-    from uniform's first to its best mean accuracy)."""
+    ``results.json`` records. ``targets``: values of the runs' metric for steps-vs-target (default:
+    evenly spaced from uniform's first to its best mean value)."""
+    metric = metric_of(runs)
     groups = group_by_method(runs)
     if BASELINE not in groups:
         raise ValueError(
@@ -100,14 +106,14 @@ def summarize(runs: Sequence[dict[str, Any]], targets: Sequence[float] | None = 
         )
     curves = {name: mean_curve(group) for name, group in groups.items()}
     baseline = curves[BASELINE]
-    target = max(baseline["mean"])
+    target = metric.best(baseline["mean"])
     if targets is None:
         targets = np.linspace(baseline["mean"][0], target, NUM_TARGETS).tolist()
 
     methods = {}
-    base = steps_to_target(groups[BASELINE], baseline, target)
+    base = steps_to_target(groups[BASELINE], baseline, target, metric)
     for name, group in groups.items():
-        reach = steps_to_target(group, curves[name], target)
+        reach = steps_to_target(group, curves[name], target, metric)
         methods[name] = {
             "seeds": [r["seed"] for r in group],
             "runs": [r["path"] for r in group],
@@ -115,22 +121,30 @@ def summarize(runs: Sequence[dict[str, Any]], targets: Sequence[float] | None = 
             "to_target": reach,
             "speedup": _speedup(base["curve_steps"], reach["curve_steps"]),
             "wall_clock_speedup": _speedup(base["curve_seconds"], reach["curve_seconds"]),
-            "test_acc": _stats([r.get("test_acc") for r in group]),
-            "best_val_acc": _stats([r.get("best_val_acc") for r in group]),
+            "test": _stats([r.get(f"test_{metric.short}") for r in group]),
+            "best_val": _stats([r.get(f"best_val_{metric.short}") for r in group]),
             "noisy_selected_fraction": _optional_stats([r.get("noisy_selected_fraction") for r in group]),
             "relevant_selected_fraction": _optional_stats([r.get("relevant_selected_fraction") for r in group]),
-            "steps_to_targets": [steps_to_target(group, curves[name], t) for t in targets],
+            "steps_to_targets": [steps_to_target(group, curves[name], t, metric) for t in targets],
         }
-    return {"baseline": BASELINE, "target_accuracy": target, "targets": list(targets), "methods": methods}
+    return {
+        "baseline": BASELINE,
+        "metric": metric.name,
+        "mode": metric.mode,
+        "target": target,
+        "targets": list(targets),
+        "methods": methods,
+    }
+
+
+def summary_metric(summary: dict[str, Any]) -> Metric:
+    """The metric a :func:`summarize` summary was measured by."""
+    return Metric(summary.get("metric", "val/acc"), summary.get("mode", "max"))
 
 
 def _optional_stats(values: Sequence[float | None]) -> dict[str, Any] | None:
     """Stats of a quantity that only some data have (no label noise: no noisy fraction)."""
     return None if all(v is None for v in values) else _stats(values)
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
 
 
 def _range(stats: dict[str, Any] | None, fmt: str) -> str:
@@ -146,7 +160,7 @@ def _range(stats: dict[str, Any] | None, fmt: str) -> str:
 
 def speedup_markdown(summary: dict[str, Any]) -> str:
     """The speedup table: one row per method, ranges over seeds as ``mean [min, max]``."""
-    target = summary["target_accuracy"]
+    metric = summary_metric(summary)
     rows = []
     for name, m in summary["methods"].items():
         reach = m["to_target"]
@@ -156,21 +170,26 @@ def speedup_markdown(summary: dict[str, Any]) -> str:
         noisy = m["noisy_selected_fraction"]
         rows.append([
             name, len(m["seeds"]), steps, speedup, _range(reach["steps"], "{:.0f}"), _range(reach["seconds"], "{:.1f}"),
-            wall, _range(m["test_acc"], "{:.4f}"), _range(noisy, "{:.3f}"),
+            wall, _range(m["test"], "{:.4f}"), _range(noisy, "{:.3f}"),
         ])
     header = [
         "method", "seeds", "steps to target", "speedup", "steps per seed", "seconds per seed", "wall-clock speedup",
-        "test acc", "noisy selected",
+        f"test {metric.short}", "noisy selected",
     ]
-    title = f"Target: {_pct(target)} validation accuracy, the best of {summary['baseline']} (mean over seeds)."
+    best = "highest" if metric.mode == "max" else "lowest"
+    title = (
+        f"Target: {metric.format(summary['target'])} {metric.axis_label.removesuffix(' (%)')}, the {best} of "
+        f"{summary['baseline']} (mean over seeds)."
+    )
     return f"{title}\n\n{markdown_table(header, rows)}"
 
 
 def targets_markdown(summary: dict[str, Any]) -> str:
-    """Steps to each target accuracy (mean curve), one column per method: the numbers of Fig. 3."""
+    """Steps to each target value (mean curve), one column per method: the numbers of Fig. 3."""
+    metric = summary_metric(summary)
     names = list(summary["methods"])
     rows = []
     for i, target in enumerate(summary["targets"]):
         cells = [summary["methods"][n]["steps_to_targets"][i]["curve_steps"] for n in names]
-        rows.append([_pct(target), *("never" if c is None else c for c in cells)])
-    return markdown_table(["target acc", *names], rows)
+        rows.append([metric.format(target), *("never" if c is None else c for c in cells)])
+    return markdown_table([f"target {metric.short}", *names], rows)

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rholoss.analysis.metric import Metric, metric_of
+
 
 def load_results(folder: Path) -> list[dict[str, Any]]:
     """Every finished target run's ``results.json`` under ``folder`` (IL runs and failed jobs are
@@ -20,9 +22,10 @@ def load_results(folder: Path) -> list[dict[str, Any]]:
     return runs
 
 
-def steps_to_accuracy(val_curve: Sequence[Sequence[float]], target: float) -> int | None:
-    """First step whose validation accuracy reaches ``target``, or None if it never does."""
-    return next((int(step) for step, acc, *_ in val_curve if acc >= target), None)
+def steps_to_value(val_curve: Sequence[Sequence[float]], target: float, metric: Metric = Metric()) -> int | None:
+    """First step whose validation value reaches ``target`` (at least it for accuracy, at most it for
+    a metric to minimise), or None if it never does."""
+    return next((int(step) for step, value, *_ in val_curve if metric.reached(value, target)), None)
 
 
 def markdown_table(header: list[str], rows: Iterable[Iterable[object]]) -> str:
@@ -37,22 +40,26 @@ def _fmt(value: float | None, pattern: str = "{:.4f}") -> str:
 
 
 def method_table(runs: Sequence[dict[str, Any]]) -> str:
-    """A Markdown table, one row per run: final test accuracy, best val accuracy, steps to reach the
-    uniform run's final val accuracy (the mean over uniform runs when there are several), share of
-    selected points whose label was corrupted."""
+    """A Markdown table, one row per run: final test value of the runs' metric, best val value, steps
+    to reach the uniform run's final val value (the mean over uniform runs when there are several),
+    share of selected points whose label was corrupted."""
+    metric = metric_of(runs)
     uniform_finals = [r["val_curve"][-1][1] for r in runs if r["selection"] == "uniform" and r["val_curve"]]
     target = sum(uniform_finals) / len(uniform_finals) if uniform_finals else None
     rows = []
     for run in sorted(runs, key=lambda r: (r["selection"], r["seed"])):
-        steps = steps_to_accuracy(run["val_curve"], target) if target is not None else None
+        steps = steps_to_value(run["val_curve"], target, metric) if target is not None else None
         steps_text = "n/a" if target is None else ("never" if steps is None else str(steps))
+        values = [p[1] for p in run["val_curve"]]
         rows.append([
-            run["selection"], run["seed"], _fmt(run["test_acc"]),
-            _fmt(max((p[1] for p in run["val_curve"]), default=None)), steps_text,
+            run["selection"], run["seed"], _fmt(run.get(f"test_{metric.short}")),
+            _fmt(metric.best(values) if values else None), steps_text,
             _fmt(run["noisy_selected_fraction"], "{:.3f}"),
         ])
-    steps_header = f"steps to uniform's final val acc ({_fmt(target)})"
-    return markdown_table(["method", "seed", "test acc", "best val acc", steps_header, "noisy selected"], rows)
+    short = metric.short
+    steps_header = f"steps to uniform's final val {short} ({_fmt(target)})"
+    header = ["method", "seed", f"test {short}", f"best val {short}", steps_header, "noisy selected"]
+    return markdown_table(header, rows)
 
 
 def read_logged(run_dir: Path, name: str) -> list[tuple[int, float]]:

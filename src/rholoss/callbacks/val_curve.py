@@ -1,16 +1,21 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import pytorch_lightning as pl
 
 
 class ValCurve(pl.Callback):
-    """Records ``[step, val_acc, seconds since training started]`` after every validation, the
-    curve from which steps (and time) to a target accuracy are read."""
+    """Records ``[step, value of monitor, seconds since training started]`` after every validation,
+    the curve from which steps (and time) to a target value are read; ``mode``: whether a higher
+    (``max``, accuracy) or lower (``min``, a loss) value is better."""
 
-    def __init__(self, monitor: str = "val/acc") -> None:
+    def __init__(self, monitor: str = "val/acc", mode: Literal["max", "min"] = "max") -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
         self.monitor = monitor
+        self.mode = mode
         self.points: list[list[float]] = []
         self._start = time.perf_counter()
         self._offset = 0.0
@@ -35,4 +40,5 @@ class ValCurve(pl.Callback):
 
     @property
     def best(self) -> float | None:
-        return max((p[1] for p in self.points), default=None)
+        pick = max if self.mode == "max" else min
+        return pick((p[1] for p in self.points), default=None)

@@ -8,7 +8,7 @@ from rholoss.data.image_folder import CINIC10DataModule, ImageFolderDataModule
 from rholoss.data.glue import GLUEDataModule
 from rholoss.data.indexed import IndexedDataset
 from rholoss.data.mnist import MNISTDataModule, QMNISTDataModule
-from rholoss.data.synthetic import SyntheticDataModule
+from rholoss.data.synthetic import SyntheticDataModule, SyntheticRegressionDataModule
 from rholoss.data.tensor_file import TensorFileDataModule
 
 __all__ = [
@@ -25,5 +25,6 @@ __all__ = [
     "QMNISTDataModule",
     "Sources",
     "SyntheticDataModule",
+    "SyntheticRegressionDataModule",
     "TensorFileDataModule",
 ]

@@ -83,8 +83,12 @@ class PoolDataModule(pl.LightningDataModule):
     """
 
     name: str = "dataset"
-    num_classes: int
+    num_classes: int | None
     input_shape: tuple[int, ...]
+    # What ``y`` is: class labels (``num_classes``) or real values (``target_dim`` per point); the task
+    # (``task=``) must fit it.
+    target_kind: Literal["class", "real"] = "class"
+    target_dim: int = 1
     # Batches of the DataLoader path; None: torch's default (stacks fixed-shape tensors). Text sets one
     # that pads each batch to its longest sequence.
     collate_fn: Callable[[list[Any]], Any] | None = None
@@ -155,7 +159,9 @@ class PoolDataModule(pl.LightningDataModule):
         self.shuffle_seed = int(torch.randint(0, 2**62, (1,)))
         sources = self.load_sources()
         classes = self.relevant_classes
-        if classes is not None and (not classes or not set(classes) <= set(range(self.num_classes))):
+        if classes is not None and self.target_kind != "class":
+            raise ValueError(f"datamodule.relevant_classes needs class labels; {self.name} has real-valued targets.")
+        if classes is not None and (not classes or not set(classes) <= set(range(self.num_classes or 0))):
             raise ValueError(
                 f"datamodule.relevant_classes={classes} must be a non-empty list of this dataset's "
                 f"classes, 0 to {self.num_classes - 1}; null keeps all classes."

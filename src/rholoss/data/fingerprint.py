@@ -16,7 +16,9 @@ from torch import Tensor
 def pool_fingerprint(dataset: str, source_indices: Tensor, labels: Tensor, **settings: Any) -> dict[str, Any]:
     digest = hashlib.sha256()
     for tensor in (source_indices, labels):
-        digest.update(tensor.to(torch.int64).contiguous().numpy().tobytes())
+        # Real-valued targets (regression) are hashed as float32; labels and indices as int64.
+        dtype = torch.float32 if tensor.is_floating_point() else torch.int64
+        digest.update(tensor.to(dtype).contiguous().numpy().tobytes())
     return {
         "dataset": dataset,
         "pool_size": int(len(source_indices)),

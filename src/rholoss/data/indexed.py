@@ -36,7 +36,7 @@ class IndexedDataset(Dataset):
             )
         self.source = source
         self.source_indices = source_indices.long()
-        self.labels = labels.long()
+        self.labels = as_targets(labels)
         self.transform = transform
 
     def __len__(self) -> int:
@@ -53,6 +53,12 @@ class IndexedDataset(Dataset):
         return IndexedDataset(self.source, self.source_indices, self.labels, transform)
 
 
+def as_targets(targets: Tensor) -> Tensor:
+    """Class labels as int64; real-valued targets (regression) keep their floating dtype."""
+    targets = torch.as_tensor(targets)
+    return targets if targets.is_floating_point() else targets.long()
+
+
 def subset_labels(targets: Tensor, indices: Tensor) -> Tensor:
-    """Labels of the points ``indices`` of a source whose labels are ``targets``."""
-    return torch.as_tensor(targets)[indices].long()
+    """Labels (or real-valued targets) of the points ``indices`` of a source whose labels are ``targets``."""
+    return as_targets(torch.as_tensor(targets)[indices])

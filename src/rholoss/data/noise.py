@@ -1,4 +1,8 @@
-"""Seeded label noise on the training pool, with a record of exactly which points were corrupted."""
+"""Seeded label noise on the training pool, with a record of exactly which points were corrupted.
+
+Class labels get another class; real-valued targets (regression) get the target of another pool
+point, i.e. a value drawn from the target distribution itself.
+"""
 
 from __future__ import annotations
 
@@ -100,6 +104,27 @@ def most_confused_pairs(confusion: Tensor, num_pairs: int) -> list[tuple[int, in
     return pairs
 
 
+def resampled_target_noise(targets: Tensor, fraction: float, seed: int) -> NoisyLabels:
+    """Give ``round(fraction * N)`` points, chosen uniformly, the target of another pool point drawn
+    uniformly: corrupted targets follow the clean targets' distribution, so nothing but a model of
+    the inputs can tell them apart. The source is never the point itself, so the mask is exact for
+    targets that differ between points."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"label_noise must be in [0, 1], got {fraction}.")
+    n = len(targets)
+    if fraction > 0 and n < 2:
+        raise ValueError("Target noise needs at least two points to draw replacement targets from.")
+    generator = torch.Generator().manual_seed(seed)
+    num_corrupted = int(round(fraction * n))
+    chosen = torch.randperm(n, generator=generator)[:num_corrupted]
+    sources = (chosen + torch.randint(1, max(n, 2), (num_corrupted,), generator=generator)) % n
+    noisy = targets.clone()
+    noisy[chosen] = targets[sources]
+    corrupted = torch.zeros(n, dtype=torch.bool)
+    corrupted[chosen] = True
+    return NoisyLabels(labels=noisy, corrupted=corrupted)
+
+
 def apply_label_noise(
     labels: Tensor,
     noise_type: str,
@@ -109,7 +134,15 @@ def apply_label_noise(
     seed: int,
 ) -> NoisyLabels:
     """``uniform``: ``amount`` is the corrupted fraction; ``structured``: the flip probability of each
-    pair's source class (``pairs`` None: the paper's MNIST pairs)."""
+    pair's source class (``pairs`` None: the paper's MNIST pairs). Real-valued targets take
+    ``uniform`` only, as :func:`resampled_target_noise`."""
+    if labels.is_floating_point():
+        if noise_type != "uniform":
+            raise ValueError(
+                f"noise_type={noise_type!r} flips classes, but these targets are real-valued: use noise_type=uniform "
+                "(corrupted targets are replaced by other points' targets)."
+            )
+        return resampled_target_noise(labels, amount, seed)
     if noise_type == "uniform":
         return uniform_label_noise(labels, amount, num_classes, seed)
     if noise_type == "structured":

@@ -8,13 +8,14 @@ from torch import Tensor, nn
 
 class MLP(nn.Module):
     """Fully connected ReLU network on flattened inputs (the paper's MNIST-family model: three hidden
-    layers of 512). ``dropout`` > 0 adds dropout after each hidden layer (needed by MC-dropout
-    selection functions)."""
+    layers of 512). ``num_outputs``: the output layer's width, the class count for classification
+    or the target dimension for regression. ``dropout`` > 0 adds dropout after each hidden layer
+    (needed by MC-dropout selection functions)."""
 
     def __init__(
         self,
         input_shape: Sequence[int],
-        num_classes: int,
+        num_outputs: int,
         hidden_sizes: Sequence[int] = (512, 512, 512),
         dropout: float = 0.0,
     ) -> None:
@@ -26,7 +27,7 @@ class MLP(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = hidden
-        layers.append(nn.Linear(width, num_classes))
+        layers.append(nn.Linear(width, num_outputs))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:

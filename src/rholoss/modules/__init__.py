@@ -1,7 +1,7 @@
-"""LightningModules: ClassifierModule (IL model) and OnlineBatchSelection (target model)."""
+"""LightningModules: SupervisedModule (the IL model) and OnlineBatchSelection (the target model)."""
 
-from rholoss.modules.classifier import ClassifierModule
 from rholoss.modules.online_selection import OnlineBatchSelection
 from rholoss.modules.proxy import EntropyProxy, max_entropy_coreset
+from rholoss.modules.supervised import SupervisedModule
 
-__all__ = ["ClassifierModule", "EntropyProxy", "OnlineBatchSelection", "max_entropy_coreset"]
+__all__ = ["EntropyProxy", "OnlineBatchSelection", "SupervisedModule", "max_entropy_coreset"]

@@ -6,13 +6,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rholoss.modules.classifier import Batch, ClassifierModule
+from rholoss.modules.supervised import Batch, SupervisedModule
 from rholoss.selection.functions import entropy
 from rholoss.selection.registry import SelectionInput
 
 
-class EntropyProxy(ClassifierModule):
-    """A ClassifierModule whose ``predict_step`` gives each point's predictive entropy."""
+class EntropyProxy(SupervisedModule):
+    """A SupervisedModule (classification) whose ``predict_step`` gives each point's predictive entropy."""
 
     def predict_step(self, batch: Batch, batch_idx: int) -> tuple[Tensor, Tensor]:
         index, x, y = batch

@@ -1,28 +1,39 @@
-"""Selection functions by name: ``get_selection("reducible_loss")``, ``list_selections()``."""
+"""Selection functions by name (``get_selection("reducible_loss")``, ``list_selections()``), and the
+selection step for your own training loop (``select_batch``, ``selected_loss``)."""
 
 from rholoss.selection import functions as _functions  # noqa: F401  (registers the built-in functions)
 from rholoss.selection.registry import (
     Selection,
     SelectionInput,
     SelectionMethod,
+    TokenSelectionInput,
     UnknownSelectionError,
+    check_applies,
     check_percent_train,
     get_selection,
     list_selections,
     register,
     register_score,
+    register_token_score,
     selection_size,
 )
+from rholoss.selection.step import select_batch, selected_loss, selection_statistics
 
 __all__ = [
     "Selection",
     "SelectionInput",
     "SelectionMethod",
+    "TokenSelectionInput",
     "UnknownSelectionError",
+    "check_applies",
     "check_percent_train",
     "get_selection",
     "list_selections",
     "register",
     "register_score",
+    "register_token_score",
+    "select_batch",
+    "selected_loss",
     "selection_size",
+    "selection_statistics",
 ]

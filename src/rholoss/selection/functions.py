@@ -5,10 +5,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rholoss.selection.registry import Selection, SelectionInput, register, register_score
+from rholoss.selection.registry import (
+    Selection,
+    SelectionInput,
+    TokenSelectionInput,
+    register,
+    register_score,
+    register_token_score,
+)
 
 
-@register("uniform", needs_logits=False)
+@register("uniform", needs_forward=False)
 def uniform(batch: SelectionInput, k: int) -> Selection:
     """n_b random points: the large batch is already a uniform draw in random order, so its first k are too."""
     return Selection(torch.arange(k, device=batch.targets.device))
@@ -32,19 +39,19 @@ def loss_stale(batch: SelectionInput) -> Tensor:
     return batch.loss
 
 
-@register("svp", needs_logits=False, needs_coreset=True)
+@register("svp", needs_forward=False, needs_class_logits=True, needs_coreset=True)
 def svp(batch: SelectionInput, k: int) -> Selection:
     """Selection-via-Proxy: uniform draws from a core-set of max proxy entropy, chosen once before training."""
     return uniform(batch, k)
 
 
-@register_score("irreducible_loss", needs_logits=False, needs_irreducible=True)
+@register_score("irreducible_loss", needs_forward=False, needs_irreducible=True)
 def irreducible_loss(batch: SelectionInput) -> Tensor:
     """Lowest irreducible loss: points the holdout model finds easy ("easy first")."""
     return -batch.irreducible_loss
 
 
-@register_score("gradnorm")
+@register_score("gradnorm", needs_class_logits=True)
 def gradnorm(batch: SelectionInput) -> Tensor:
     """Largest last-layer gradient-norm bound ||softmax(logits) - onehot(y)|| (Katharopoulos & Fleuret)."""
     probs = torch.softmax(batch.logits.float(), dim=-1)
@@ -52,7 +59,7 @@ def gradnorm(batch: SelectionInput) -> Tensor:
     return torch.linalg.vector_norm(probs, dim=-1)
 
 
-@register("gradnorm_is", with_replacement=True)
+@register("gradnorm_is", needs_class_logits=True, with_replacement=True)
 def gradnorm_importance_sampling(batch: SelectionInput, k: int) -> Selection:
     """Importance sampling with replacement, p ∝ gradient-norm bound, weights 1/(n_B p) (Katharopoulos & Fleuret).
 
@@ -67,7 +74,7 @@ def gradnorm_importance_sampling(batch: SelectionInput, k: int) -> Selection:
     return Selection(positions, weights=1.0 / (batch.size * probs[positions]), scores=norms)
 
 
-@register_score("entropy")
+@register_score("entropy", needs_class_logits=True)
 def entropy(batch: SelectionInput) -> Tensor:
     """Highest predictive entropy of the current model (label-free, as in active learning)."""
     log_probs = torch.log_softmax(batch.logits.float(), dim=-1)
@@ -92,3 +99,15 @@ def reducible_loss_sampled(batch: SelectionInput, k: int, temperature: float = 1
     scores = batch.loss - batch.irreducible_loss
     gumbel = -torch.log(-torch.log(torch.rand_like(scores).clamp_min(1e-20)))
     return Selection(torch.topk(scores / temperature + gumbel, k, sorted=False).indices, scores=scores)
+
+
+@register_token_score("token_reducible_loss", needs_irreducible=True)
+def token_reducible_loss(batch: TokenSelectionInput) -> Tensor:
+    """RHO-1's selective language modelling: the batch's tokens with the highest loss minus reference (IL) loss."""
+    return batch.token_loss - batch.irreducible_loss
+
+
+@register_token_score("token_loss")
+def token_loss(batch: TokenSelectionInput) -> Tensor:
+    """The batch's tokens with the highest current loss (no reference model)."""
+    return batch.token_loss

@@ -12,31 +12,50 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from rholoss.tasks import Classification, Task, TaskMismatchError
 
 
 @dataclass(frozen=True)
 class SelectionInput:
-    """A scored large batch. ``logits`` is None for methods that do not need a forward pass;
-    ``irreducible_loss`` is None for methods that do not need an IL store; ``mc_logits``
-    ([samples, n_B, classes], forward passes with dropout active) only for methods that ask for them."""
+    """A scored large batch: only what the method asked for is filled in.
+
+    ``point_loss``: the current model's per-point loss under the task (float32), for methods that
+    need a forward pass; ``logits``: the outputs as class logits, for class-logit tasks only;
+    ``irreducible_loss``: for methods that need an IL store; ``mc_logits`` ([samples, n_B, classes],
+    forward passes with dropout active): for methods that ask for them.
+    """
 
     targets: Tensor
     logits: Tensor | None = None
     irreducible_loss: Tensor | None = None
     mc_logits: Tensor | None = None
+    point_loss: Tensor | None = None
 
     @cached_property
     def loss(self) -> Tensor:
-        """Per-point cross-entropy of the current model, in float32 whatever the forward precision."""
+        """The current model's per-point loss, float32: ``point_loss``, or (a batch built from class
+        logits alone) their cross-entropy."""
+        if self.point_loss is not None:
+            return self.point_loss
         if self.logits is None:
-            raise ValueError("This selection function needs logits, but none were computed.")
-        return F.cross_entropy(self.logits.float(), self.targets, reduction="none")
+            raise ValueError("This selection function needs the current loss, but no forward pass was made.")
+        return Classification().point_loss(self.logits, self.targets)
 
     @property
     def size(self) -> int:
         return self.targets.shape[0]
+
+
+@dataclass(frozen=True)
+class TokenSelectionInput:
+    """A training batch of sequences as token-level selection sees it: the per-token loss of the
+    training forward pass (detached; no extra forward pass) and, for methods that need it, the
+    per-token irreducible loss, both ``[B, T]``."""
+
+    token_loss: Tensor
+    irreducible_loss: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,10 @@ class SelectionMethod:
     """A registered function and what it needs: the module computes only that (no forward pass for
     ``uniform``, MC-dropout passes only for methods with ``mc_samples``).
 
+    ``needs_forward``: the current model's per-point loss (or outputs) on the large batch, which
+    every task gives. ``needs_class_logits``: the outputs must be class logits (entropy, gradient
+    norm, BALD), which only classification tasks give; see :meth:`applies_to`.
+
     ``needs_coreset``: training draws from a core-set chosen once before training (svp), so the
     pipeline builds it and restricts the pool first. ``default_stale_every``: the method scores from
     a per-point cache re-filled every that many steps instead of a forward pass per large batch,
@@ -66,13 +89,20 @@ class SelectionMethod:
 
     name: str
     select: SelectFn
-    needs_logits: bool
+    needs_forward: bool
     needs_irreducible: bool
     with_replacement: bool
     needs_mc_samples: bool
     description: str
     needs_coreset: bool = False
     default_stale_every: int | None = None
+    needs_class_logits: bool = False
+    token_level: bool = False
+
+    def applies_to(self, task: Task) -> bool:
+        if self.token_level and not task.token_level:
+            return False
+        return task.class_logits or not self.needs_class_logits
 
 
 class UnknownSelectionError(KeyError):
@@ -86,7 +116,8 @@ _REGISTRY: dict[str, SelectionMethod] = {}
 def register(
     name: str,
     *,
-    needs_logits: bool = True,
+    needs_forward: bool = True,
+    needs_class_logits: bool = False,
     needs_irreducible: bool = False,
     with_replacement: bool = False,
     needs_mc_samples: bool = False,
@@ -103,13 +134,15 @@ def register(
         _REGISTRY[name] = SelectionMethod(
             name,
             fn,
-            needs_logits,
+            needs_forward,
             needs_irreducible,
             with_replacement,
             needs_mc_samples,
             doc[0] if doc else "",
             needs_coreset=needs_coreset,
             default_stale_every=default_stale_every,
+            # MC-dropout samples are class logits.
+            needs_class_logits=needs_class_logits or needs_mc_samples,
         )
         return fn
 
@@ -119,7 +152,8 @@ def register(
 def register_score(
     name: str,
     *,
-    needs_logits: bool = True,
+    needs_forward: bool = True,
+    needs_class_logits: bool = False,
     needs_irreducible: bool = False,
     needs_mc_samples: bool = False,
     default_stale_every: int | None = None,
@@ -135,7 +169,8 @@ def register_score(
         select_top.__wrapped__ = score  # type: ignore[attr-defined]  # inspect.signature: the score's options
         register(
             name,
-            needs_logits=needs_logits,
+            needs_forward=needs_forward,
+            needs_class_logits=needs_class_logits,
             needs_irreducible=needs_irreducible,
             needs_mc_samples=needs_mc_samples,
             default_stale_every=default_stale_every,
@@ -143,6 +178,45 @@ def register_score(
         return score
 
     return decorator
+
+
+TokenScoreFn = Callable[..., Tensor]  # (batch: TokenSelectionInput, **options) -> Tensor[B, T]
+
+
+def register_token_score(name: str, *, needs_irreducible: bool = False) -> Callable[[TokenScoreFn], TokenScoreFn]:
+    """Register a token-level method: ``score(batch, **options) -> Tensor[B, T]`` scores each token of
+    a training batch, and the step trains on the ``token_fraction`` of the batch's tokens with the
+    highest scores (RHO-1's selective language modelling, for ``loss - IL``). Applies only to tasks
+    whose points are sequences of tokens."""
+
+    def decorator(score: TokenScoreFn) -> TokenScoreFn:
+        def select_tokens(batch: TokenSelectionInput, token_fraction: float = 0.6, **options) -> Tensor:
+            scores = score(batch, **options)
+            return top_token_mask(scores, token_fraction)
+
+        select_tokens.__doc__ = score.__doc__
+        if name in _REGISTRY:
+            raise ValueError(f"A selection function named {name!r} is already registered.")
+        doc = (score.__doc__ or "").strip().splitlines()
+        _REGISTRY[name] = SelectionMethod(
+            name, select_tokens, needs_forward=False, needs_irreducible=needs_irreducible, with_replacement=False,
+            needs_mc_samples=False, description=doc[0] if doc else "", token_level=True,
+        )
+        return score
+
+    return decorator
+
+
+def top_token_mask(scores: Tensor, token_fraction: float) -> Tensor:
+    """``[B, T]`` bool: the ``token_fraction`` of all the batch's tokens with the highest scores (at
+    least one), chosen across sequences, as RHO-1 does."""
+    if not 0.0 < token_fraction <= 1.0:
+        raise ValueError(f"selection.token_fraction must be in (0, 1], got {token_fraction}.")
+    flat = scores.flatten()
+    k = max(1, int(round(token_fraction * flat.numel())))
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    mask[torch.topk(flat, k, sorted=False).indices] = True
+    return mask.view(scores.shape)
 
 
 def get_selection(name: str) -> SelectionMethod:
@@ -154,8 +228,19 @@ def get_selection(name: str) -> SelectionMethod:
         ) from None
 
 
-def list_selections() -> list[str]:
-    return sorted(_REGISTRY)
+def list_selections(task: Task | None = None) -> list[str]:
+    """Registered names; with ``task``, only those that apply to it."""
+    return sorted(name for name, method in _REGISTRY.items() if task is None or method.applies_to(task))
+
+
+def check_applies(method: SelectionMethod, task: Task) -> None:
+    """Refuse a method the task cannot serve (a class-logit method on regression), listing those it can."""
+    if not method.applies_to(task):
+        needs = "per-token losses" if method.token_level else "class logits"
+        raise TaskMismatchError(
+            f"Selection {method.name!r} needs {needs}, which task={task.name} does not give. Methods for "
+            f"{task.name}: {', '.join(list_selections(task))}."
+        )
 
 
 def check_percent_train(percent_train: float) -> None:

@@ -1,4 +1,4 @@
-"""ClassifierModule: plain supervised training of a model; the IL model is one of these."""
+"""SupervisedModule: plain training of a model on a task's per-point loss; the IL model is one of these."""
 
 from __future__ import annotations
 
@@ -7,26 +7,35 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import Metric
+
+from rholoss.tasks import Task, as_task
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 Batch = tuple[Tensor, Any, Tensor]  # (index, x, y)
 
 
-class ClassifierModule(pl.LightningModule):
-    """Trains ``model`` with cross-entropy on every batch; logs ``val/acc`` and ``test/acc``; its
-    ``predict_step`` returns each point's index and loss, which is how irreducible losses are made."""
+class SupervisedModule(pl.LightningModule):
+    """Trains ``model`` on the mean of the task's per-point loss over every batch (cross-entropy for
+    classification); logs the task's metric as ``val/<metric>`` and ``test/<metric>`` (``val/acc``
+    for classification); its ``predict_step`` returns each point's index and loss, which is how
+    irreducible losses are made.
 
-    def __init__(self, model: nn.Module, num_classes: int, optimizer: OptimizerFactory | None = None) -> None:
+    ``task``: a :class:`~rholoss.tasks.Task` sized for the data, or a class count (classification).
+    """
+
+    def __init__(self, model: nn.Module, task: Task | int, optimizer: OptimizerFactory | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model", "optimizer", "augment"])
+        self.task = as_task(task)
+        # The init arguments of this class or a subclass (selection settings), less the objects.
+        self.save_hyperparameters(ignore=["model", "optimizer", "augment", "task"])
+        self.hparams.update(task=self.task.name, num_outputs=self.task.num_outputs)
         self.model = model
         self.optimizer_factory = optimizer or torch.optim.AdamW
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_metric = self.task.new_metric()
+        self.test_metric = self.task.new_metric()
         self._interval_sums: dict[str, Tensor] = {}
         self._interval_steps = 0
 
@@ -35,7 +44,7 @@ class ClassifierModule(pl.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         _, x, y = batch
-        loss = F.cross_entropy(self(x), y)
+        loss = self.task.point_loss(self(x), y).mean()
         self.log_interval_means({"train/loss": loss})
         return loss
 
@@ -73,17 +82,30 @@ class ClassifierModule(pl.LightningModule):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         _, x, y = batch
-        self.val_acc(self(x), y)
-        self.log("val/acc", self.val_acc, prog_bar=True)
+        self.task.update_metric(self.val_metric, self(x), y)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metric(self.val_metric, "val", prog_bar=True)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         _, x, y = batch
-        self.test_acc(self(x), y)
-        self.log("test/acc", self.test_acc)
+        self.task.update_metric(self.test_metric, self(x), y)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metric(self.test_metric, "test")
+
+    def _log_metric(self, metric: Metric, stage: str, prog_bar: bool = False) -> None:
+        """The split's value of the task's metric (synced over DDP ranks by the metric itself), with
+        what derives from it (perplexity from a mean token loss)."""
+        value = metric.compute()
+        metric.reset()
+        self.log(f"{stage}/{self.task.metric}", value, prog_bar=prog_bar)
+        for name, derived in self.task.derived_metrics(value).items():
+            self.log(f"{stage}/{name}", derived)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> tuple[Tensor, Tensor]:
         index, x, y = batch
-        return index, F.cross_entropy(self(x).float(), y, reduction="none")
+        return index, self.task.point_loss(self(x), y)
 
     def configure_optimizers(self) -> Optimizer:
         return self.optimizer_factory(self.parameters())

@@ -1,0 +1,14 @@
+"""Tasks: what a kind of problem means for the core (per-example loss, metric and its direction,
+class logits or not). One file per task; pick one with ``task=<name>`` (configs/task/)."""
+
+from rholoss.tasks.base import Task, TaskMismatchError
+from rholoss.tasks.causal_lm import CausalLM
+from rholoss.tasks.classification import Classification
+from rholoss.tasks.regression import Regression
+
+__all__ = ["CausalLM", "Classification", "Regression", "Task", "TaskMismatchError", "as_task"]
+
+
+def as_task(task: Task | int) -> Task:
+    """A task, from a task or from a class count (shorthand for ``Classification(num_classes)``)."""
+    return Classification(task) if isinstance(task, int) else task
