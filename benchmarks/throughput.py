@@ -3,6 +3,11 @@ raw-PyTorch loop doing the same math on the same tensors, A/B interleaved.
 
     python benchmarks/throughput.py [--repeats 5] [--steps 300] [--precision bf16]
 
+The module runs twice: under a bare Trainer (no progress bar, logger or callbacks: what Lightning
+itself costs) and under the trainer ``run.py`` builds at the project's defaults (configs/train.yaml
+with experiment=fmnist_noisy_mlp: progress bar, CSV logger, step checkpoints, validation curve;
+built by ``rholoss.pipelines.parts.trainer_for``), what a user gets without touching a setting.
+
 Also times the Lightning reducible_loss run fed by a DataLoader instead of on-device tensors, and
 each data path alone (large batches per second, no model).
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -20,16 +26,20 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
 
 from rholoss.analysis import markdown_table
 from rholoss.atomic import atomic_write_json
+from rholoss.callbacks import ValCurve
 from rholoss.data import FashionMNISTDataModule
 from rholoss.models import MLP
 from rholoss.modules import OnlineBatchSelection
+from rholoss.pipelines.parts import trainer_for
 from rholoss.selection import selection_size
 
 warnings.filterwarnings("ignore")
 AUTOCAST = {"bf16": torch.bfloat16, "16": torch.float16}
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 class StepClock(pl.Callback):
@@ -44,7 +54,22 @@ class StepClock(pl.Callback):
         self.end = time.perf_counter()
 
 
-def lightning_steps_per_second(datamodule, il: torch.Tensor, method: str, steps: int, warmup: int, precision: str) -> float:
+def default_trainer(method: str, max_steps: int, callbacks: list[pl.Callback], output_dir: Path) -> pl.Trainer:
+    """The trainer run.py builds from the composed default configs (only the step budget and the
+    output folder changed; CPU, as the raw loop)."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[
+            "experiment=fmnist_noisy_mlp", f"selection={method}", "trainer=cpu", f"trainer.max_steps={max_steps}",
+            "val_every_n_steps=500", f"paths.root_dir={output_dir}", f"paths.output_dir={output_dir}",
+        ])
+    return trainer_for(cfg, output_dir, callbacks)
+
+
+def lightning_steps_per_second(
+    datamodule, il: torch.Tensor, method: str, steps: int, warmup: int, precision: str, defaults: bool = False
+) -> float:
+    """Steps per second of the module under a bare Trainer, or (``defaults``) under the trainer of
+    the project's default configs."""
     torch.manual_seed(0)
     module = OnlineBatchSelection(
         MLP((1, 28, 28), 10), 10, selection=method,
@@ -54,12 +79,16 @@ def lightning_steps_per_second(datamodule, il: torch.Tensor, method: str, steps:
     module.set_irreducible_losses(il)
     module.prepare_pool(len(il), datamodule.corrupted)
     clock = StepClock(warmup)
-    trainer = pl.Trainer(
-        accelerator="cpu", max_steps=warmup + steps, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-        callbacks=[clock], log_every_n_steps=50,
-    )
-    trainer.fit(module, datamodule=datamodule)
+    with tempfile.TemporaryDirectory() as output_dir:
+        if defaults:
+            trainer = default_trainer(method, warmup + steps, [ValCurve(), clock], Path(output_dir))
+        else:
+            trainer = pl.Trainer(
+                accelerator="cpu", max_steps=warmup + steps, logger=False, enable_checkpointing=False,
+                enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+                callbacks=[clock], log_every_n_steps=50,
+            )
+        trainer.fit(module, datamodule=datamodule)
     return steps / (clock.end - clock.start)
 
 
@@ -117,6 +146,11 @@ def loader_batches_per_second(datamodule, on_device: bool, batches: int) -> floa
     return batches / (time.perf_counter() - start)
 
 
+def paired_ratio(samples: dict[str, list[float]], a: str, b: str) -> float:
+    """The median over repeats of ``a / b`` measured in the same repeat."""
+    return statistics.median(x / y for x, y in zip(samples[a], samples[b], strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
@@ -138,6 +172,9 @@ def main() -> None:
             datamodule.batch_size = selection_size(args.large_batch, 0.1) if method == "uniform" else args.large_batch
             samples.setdefault(f"lightning/{method}", []).append(
                 lightning_steps_per_second(datamodule, il, method, args.steps, args.warmup, args.precision)
+            )
+            samples.setdefault(f"defaults/{method}", []).append(
+                lightning_steps_per_second(datamodule, il, method, args.steps, args.warmup, args.precision, defaults=True)
             )
             samples.setdefault(f"raw/{method}", []).append(
                 raw_steps_per_second(x_pool, y_pool, il, method, args.large_batch, args.steps, args.warmup, args.precision)
@@ -161,7 +198,9 @@ def main() -> None:
         "settings": vars(args) | {"output": str(args.output), "torch_threads": torch.get_num_threads()},
         "median": median,
         "samples": samples,
-        "lightning_over_raw": {m: median[f"lightning/{m}"] / median[f"raw/{m}"] for m in ("uniform", "reducible_loss")},
+        # Medians of each repeat's ratio: a drift in machine load hits both sides of a repeat alike.
+        "lightning_over_raw": {m: paired_ratio(samples, f"lightning/{m}", f"raw/{m}") for m in ("uniform", "reducible_loss")},
+        "defaults_over_raw": {m: paired_ratio(samples, f"defaults/{m}", f"raw/{m}") for m in ("uniform", "reducible_loss")},
         "reducible_step_over_uniform_step": rho_ms / uniform_ms,
         "extra_ms_over_forward_ms": (rho_ms - uniform_ms) / forward_ms,
         "on_device_over_dataloader": median["lightning/reducible_loss"] / median["lightning/reducible_loss/dataloader"],
@@ -174,11 +213,16 @@ def main() -> None:
     print(f"MLP on Fashion-MNIST, n_B={args.large_batch}, n_b={selection_size(args.large_batch, 0.1)}, "
           f"selection precision {args.precision}, {torch.get_num_threads()} threads, median of {args.repeats}\n")
     rows = [
-        [method, f"{median[f'lightning/{method}']:.1f}", f"{median[f'raw/{method}']:.1f}",
-         f"{summary['lightning_over_raw'][method]:.2f}"]
+        [method, f"{median[f'raw/{method}']:.1f}", f"{median[f'lightning/{method}']:.1f}",
+         f"{summary['lightning_over_raw'][method]:.2f}", f"{median[f'defaults/{method}']:.1f}",
+         f"{summary['defaults_over_raw'][method]:.2f}"]
         for method in ("uniform", "reducible_loss")
     ]
-    print(markdown_table(["method", "Lightning steps/s", "raw loop steps/s", "Lightning / raw"], rows))
+    print(markdown_table(
+        ["method", "raw loop steps/s", "bare Trainer steps/s", "bare / raw", "default configs steps/s", "defaults / raw"],
+        rows,
+    ))
+    print("steps/s: medians over the repeats; ratios: medians of each repeat's ratio (A/B interleaved).")
     print(f"\nreducible_loss step / uniform step: {summary['reducible_step_over_uniform_step']:.2f} "
           f"({rho_ms:.2f} ms vs {uniform_ms:.2f} ms)")
     print(f"extra time of a reducible_loss step / bare inference forward over n_B: "

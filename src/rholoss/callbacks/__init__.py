@@ -1,6 +1,16 @@
-from rholoss.callbacks.checkpoint import CheckpointError, NonFiniteLossError, StepCheckpoint, resolve_resume
+from rholoss.callbacks.checkpoint import (
+    CheckpointError,
+    NonFiniteLossError,
+    StepCheckpoint,
+    requeued_run,
+    resolve_resume,
+)
+from rholoss.callbacks.preemption import StopSignals
 from rholoss.callbacks.progress import StepProgressBar
 from rholoss.callbacks.step_timer import StepTimer
 from rholoss.callbacks.val_curve import ValCurve
 
-__all__ = ["CheckpointError", "NonFiniteLossError", "StepCheckpoint", "StepProgressBar", "StepTimer", "ValCurve", "resolve_resume"]
+__all__ = [
+    "CheckpointError", "NonFiniteLossError", "StepCheckpoint", "StepProgressBar", "StepTimer", "StopSignals", "ValCurve",
+    "requeued_run", "resolve_resume",
+]

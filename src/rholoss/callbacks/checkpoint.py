@@ -5,10 +5,15 @@ and every stateful callback. This callback adds what an exact resume also needs:
 the moment of saving (uniform and sampled selection, dropout and augmentation draw from them), put
 back right before the next training step. The data loaders continue mid-epoch from the restored step
 (:meth:`rholoss.data.EpochPermutation.start_after`).
+
+A stop signal (SIGTERM, SIGUSR1, SIGUSR2: :mod:`rholoss.callbacks.preemption`) during training saves
+``last.ckpt`` at the end of the current step, logs where it is and how to continue, and ends the
+process with status 128 + the signal's number (143 for SIGTERM).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from pathlib import Path
@@ -17,6 +22,10 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+
+from rholoss.callbacks.preemption import StopSignals
+
+log = logging.getLogger(__name__)
 
 LAST = "last.ckpt"
 
@@ -34,9 +43,9 @@ class StepCheckpoint(pl.Callback):
     atomically (a temp file renamed over it: a kill mid-write leaves the previous checkpoint);
     ``every_n_steps=None`` writes no periodic checkpoints but still stops on a non-finite loss.
 
-    It also watches the training loss: a NaN or infinite loss is recorded on the device (no host sync
-    per step) and read every ``log_every_n_steps`` steps and before every save, so ``last.ckpt``
-    always holds finite weights. On a non-finite loss it saves the state at failure as
+    It also watches the training loss: each step's loss tensor is kept (no device work or host sync
+    per step) and the kept ones are checked every ``log_every_n_steps`` steps and before every save,
+    so ``last.ckpt`` always holds finite weights. On a non-finite loss it saves the state at failure as
     ``failed-step<N>.ckpt`` and stops with :class:`NonFiniteLossError` naming the first bad step.
     """
 
@@ -49,7 +58,9 @@ class StepCheckpoint(pl.Callback):
         self.dirpath = Path(dirpath)
         self.every_n_steps = every_n_steps
         self._rng_to_restore: dict[str, Any] | None = None
-        self._first_bad_step: torch.Tensor | None = None
+        self._losses: list[torch.Tensor] = []
+        self._loss_steps: list[int] = []
+        self.stop_signals = StopSignals()
 
     @property
     def last_path(self) -> Path:
@@ -61,6 +72,15 @@ class StepCheckpoint(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Applied at the next training step: Lightning and the loaders may draw in between.
         self._rng_to_restore = state_dict["rng"]
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.stop_signals.remember_outer()  # before Lightning puts in its own
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.stop_signals.install()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.stop_signals.uninstall()
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         if self._rng_to_restore is not None:
@@ -75,12 +95,18 @@ class StepCheckpoint(pl.Callback):
             self._watch(loss.detach(), trainer.global_step)
         step = trainer.global_step
         save_now = self.every_n_steps is not None and step % self.every_n_steps == 0
-        if save_now or step % trainer.log_every_n_steps == 0:
+        at_interval = step % trainer.log_every_n_steps == 0
+        if save_now or at_interval:
             self._stop_if_non_finite(trainer)
         if save_now:
             self.save(trainer, self.last_path)
+        if self._stop_requested(trainer, at_interval):
+            self._stop(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.stop_signals.uninstall()
+        if self._stop_requested(trainer, at_interval=True):  # a signal after the last step's check
+            self._stop(trainer)
         # The final state too, so a finished run can be extended (resume= with more trainer.max_steps).
         self._stop_if_non_finite(trainer)
         if self.every_n_steps is not None and trainer.global_step % self.every_n_steps:
@@ -94,18 +120,42 @@ class StepCheckpoint(pl.Callback):
             os.replace(tmp, path)
         trainer.strategy.barrier("rholoss_checkpoint")
 
+    def _stop_requested(self, trainer: pl.Trainer, at_interval: bool) -> bool:
+        """Whether a stop signal arrived. Under DDP the ranks agree at the logging intervals (one
+        collective then, none per step), so that all of them save and stop at the same step."""
+        if trainer.world_size == 1:
+            return self.stop_signals.received is not None
+        if not at_interval:
+            return False
+        flag = torch.tensor(float(self.stop_signals.received is not None), device=trainer.strategy.root_device)
+        return bool(trainer.strategy.reduce(flag, reduce_op="max") > 0)
+
+    def _stop(self, trainer: pl.Trainer) -> None:
+        """Save the state at this step and end the process (see the module's docstring)."""
+        self._stop_if_non_finite(trainer)
+        self.save(trainer, self.last_path)
+        folder = self.dirpath.parent if self.dirpath.name == "checkpoints" else self.last_path
+        name = self.stop_signals.received.name if self.stop_signals.received else "another rank's stop signal"
+        log.warning(
+            "Interrupted by %s at step %d: the state is saved in %s. Continue with resume=%s",
+            name, trainer.global_step, self.last_path, folder,
+        )
+        self.stop_signals.hand_over()
+
     def _watch(self, loss: torch.Tensor, step: int) -> None:
-        """Remember, on the loss's device, the first step (1-based, as global_step after it) whose
-        loss is not finite."""
-        if self._first_bad_step is None or self._first_bad_step.device != loss.device:
-            self._first_bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
-        is_first_bad = ~torch.isfinite(loss) & (self._first_bad_step < 0)
-        self._first_bad_step = torch.where(is_first_bad, torch.full_like(self._first_bad_step, step), self._first_bad_step)
+        """Keep the step's loss (1-based step, as global_step after it) for the next check."""
+        self._losses.append(loss)
+        self._loss_steps.append(step)
 
     def _stop_if_non_finite(self, trainer: pl.Trainer) -> None:
-        if self._first_bad_step is None:
+        if not self._losses:
             return
-        first = int(trainer.strategy.reduce(self._first_bad_step.float(), reduce_op="max"))
+        losses = torch.stack(self._losses)
+        bad = ~torch.isfinite(losses)
+        steps = torch.tensor(self._loss_steps, device=losses.device)
+        first_bad = torch.where(bad.any(), steps[bad.int().argmax()], -1)
+        self._losses, self._loss_steps = [], []
+        first = int(trainer.strategy.reduce(first_bad.float(), reduce_op="max"))
         if first < 0:
             return
         failed = self.dirpath / f"failed-step{trainer.global_step}.ckpt"
@@ -142,6 +192,15 @@ def resolve_resume(resume: str | Path) -> Path:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "loops" not in checkpoint:
         raise CheckpointError(f"{path} is not a training checkpoint of this project (no model or loop state).")
     return path
+
+
+def requeued_run(run_dir: Path) -> Path | None:
+    """``run_dir`` when this process is a requeued SLURM job (SLURM sets ``SLURM_RESTART_COUNT``) and
+    the run saved ``checkpoints/last.ckpt`` before: a requeued job runs the same command in the same
+    folder, so it continues from there instead of starting afresh."""
+    if int(os.environ.get("SLURM_RESTART_COUNT") or 0) < 1:
+        return None
+    return run_dir if (run_dir / "checkpoints" / LAST).is_file() else None
 
 
 def _rng_state() -> dict[str, Any]:

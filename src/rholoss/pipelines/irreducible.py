@@ -20,6 +20,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
 from torch import Tensor
 
 from rholoss.callbacks import ValCurve
+from rholoss.config_check import check_config
 from rholoss.data import PoolDataModule
 from rholoss.data.splits import pool_halves, seeded_fraction
 from rholoss.irreducible import IrreducibleLossStore, TokenLossWriter, store_path
@@ -52,6 +53,7 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
     Sec. 5.3): it splits the pool into seeded halves, trains an IL model on each and scores every
     point with the model that did not see it.
     """
+    check_config(cfg)
     strategy, fraction = (str(cfg.irreducible.strategy), float(cfg.irreducible.holdout_fraction))
     if strategy not in IL_STRATEGIES:
         raise ValueError(f"irreducible.strategy must be one of {IL_STRATEGIES}, got {strategy!r}.")

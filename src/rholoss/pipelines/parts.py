@@ -21,7 +21,7 @@ from pytorch_lightning.strategies import DDPStrategy
 
 import rholoss
 from rholoss.atomic import atomic_write_json, atomic_write_text
-from rholoss.callbacks import CheckpointError, StepCheckpoint, resolve_resume
+from rholoss.callbacks import CheckpointError, StepCheckpoint, requeued_run, resolve_resume
 from rholoss.data import PoolDataModule
 from rholoss.models.factory import build_model_for
 from rholoss.tasks import Task
@@ -146,10 +146,12 @@ def trainer_for(cfg: DictConfig, output_dir: Path, callbacks: list[pl.Callback],
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """The checkpoint ``resume=`` names, checked readable and made with this run's settings."""
-    if not cfg.get("resume"):
+    """The checkpoint ``resume=`` names (or a requeued SLURM job's own), checked readable and made
+    with this run's settings."""
+    resume = cfg.get("resume") or requeued_run(Path(cfg.paths.output_dir))
+    if not resume:
         return None
-    path = resolve_resume(cfg.resume)
+    path = resolve_resume(resume)
     earlier = path.parent.parent / "config_resolved.yaml"
     if earlier.is_file():
         before = OmegaConf.load(earlier)
@@ -162,7 +164,7 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
         ]
         if differences:
             raise CheckpointError(
-                f"resume={cfg.resume}: the run was made with other settings:\n  "
+                f"resume={resume}: the run was made with other settings:\n  "
                 + "\n  ".join(differences)
                 + "\nResume with the run's own overrides (see its config_resolved.yaml), or start afresh."
             )

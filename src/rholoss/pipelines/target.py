@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from rholoss.callbacks import StepTimer, ValCurve
+from rholoss.config_check import check_config
 from rholoss.data import PoolDataModule
 from rholoss.irreducible import IrreducibleLossStore, StoreError, TokenLossStore, find_store
 from rholoss.modules import EntropyProxy, OnlineBatchSelection, max_entropy_coreset
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train the target model with online batch selection and write ``results.json``."""
+    check_config(cfg, selection_keys=_SHARED_SELECTION_KEYS)
     method = get_selection(cfg.selection.name)
     task = task_of(cfg)
     check_applies(method, task)  # before any data is loaded

@@ -166,6 +166,7 @@ def register_score(
             return Selection(torch.topk(scores, k, sorted=False).indices, scores=scores)
 
         select_top.__doc__ = score.__doc__
+        select_top.__wrapped__ = score  # type: ignore[attr-defined]  # inspect.signature: the score's options
         register(
             name,
             needs_forward=needs_forward,
