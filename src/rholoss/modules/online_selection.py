@@ -241,12 +241,17 @@ class OnlineBatchSelection(SupervisedModule):
         scored = self.score_batch(index, x, y)
         chosen = self.method.select(scored, selection_size(len(y), self.percent_train), **self.options)
         positions = chosen.positions
-        outputs = self(map_inputs(x, lambda t: t[positions]))
+        if chosen.prefix and len(positions) == len(y):  # the whole batch, in order (uniform drawing n_b)
+            outputs = self(x)
+        else:
+            x, y = map_inputs(x, lambda t: t[positions]), y[positions]
+            outputs = self(x)
         if self.stale_every is not None:  # the points trained on get fresh scores for free
-            self._cache(index[positions], outputs, y[positions])
-        loss = selected_loss(self.task.point_loss(outputs, y[positions]), chosen)
+            self._cache(index[positions], outputs, y)
+        loss = selected_loss(self.task.point_loss(outputs, y), chosen)
         self._log_selection_statistics(index, chosen, scored, loss)
         return loss
+
 
     def _token_level_step(self, index: Tensor, x: Any, y: Tensor) -> Tensor:
         """One forward pass over every sequence of the batch; the loss is the mean over the tokens

@@ -18,7 +18,7 @@ from rholoss.selection.registry import (
 @register("uniform", needs_forward=False)
 def uniform(batch: SelectionInput, k: int) -> Selection:
     """n_b random points: the large batch is already a uniform draw in random order, so its first k are too."""
-    return Selection(torch.arange(k, device=batch.targets.device))
+    return Selection(torch.arange(k, device=batch.targets.device), prefix=True)
 
 
 @register_score("reducible_loss", needs_irreducible=True)

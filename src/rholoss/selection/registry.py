@@ -66,6 +66,9 @@ class Selection:
     positions: Tensor
     weights: Tensor | None = None
     scores: Tensor | None = None  # [n_B], for score-concentration statistics
+    # The positions are the batch's first ones, in order (uniform): a batch of exactly that many
+    # points is its own selection, with no copy.
+    prefix: bool = False
 
 
 SelectFn = Callable[..., Selection]  # (batch, k, **options) -> Selection
