@@ -65,8 +65,14 @@ def main() -> None:
     started = time.perf_counter()
     il = train_irreducible(config("train_irreducible", args.root, "il", ["experiment=code_lm_irred", *args.overrides]))
     runs = [
-        train(config("train", args.root, f"runs/{method}-{seed}",
-                     ["experiment=code_lm_main", f"selection={method}", f"seed={seed}", *args.overrides]))
+        train(
+            config(
+                "train",
+                args.root,
+                f"runs/{method}-{seed}",
+                ["experiment=code_lm_main", f"selection={method}", f"seed={seed}", *args.overrides],
+            )
+        )
         for seed in args.seeds
         for method in args.methods
     ]
@@ -87,41 +93,75 @@ def main() -> None:
         methods = summary["methods"][method]
         tokens = statistics.mean(r["tokens_trained"] / r["steps"] for r in runs if r["selection"] == method)
         steps = methods["to_target"]["curve_steps"]
-        rows.append({
-            "method": method,
-            "median_step_seconds": statistics.median(cost[s][method] for s in args.seeds),
-            "step_cost_vs_uniform": statistics.median(ratios),
-            "step_cost_vs_floor": None if method != "reducible_loss" else statistics.median(
-                cost[s][method] / f for s, f in zip(args.seeds, floor)
-            ),
-            "steps_to_target": steps,
-            "tokens_to_target": None if steps is None else round(steps * tokens),
-            "noisy_selected_fraction": methods["noisy_selected_fraction"],
-        })
+        rows.append(
+            {
+                "method": method,
+                "median_step_seconds": statistics.median(cost[s][method] for s in args.seeds),
+                "step_cost_vs_uniform": statistics.median(ratios),
+                "step_cost_vs_floor": None
+                if method != "reducible_loss"
+                else statistics.median(cost[s][method] / f for s, f in zip(args.seeds, floor)),
+                "steps_to_target": steps,
+                "tokens_to_target": None if steps is None else round(steps * tokens),
+                "noisy_selected_fraction": methods["noisy_selected_fraction"],
+            }
+        )
     output = {
         "il_stage": {"wall_seconds": il["wall_seconds"], "val_loss": il["val_loss"], "steps": il["steps"]},
         "forward_seconds_over_n_B": forward,
         "total_seconds": round(total_seconds, 1),
         "summary": {k: v for k, v in summary.items() if k != "methods"},
         "rows": rows,
-        "runs": [{k: r[k] for k in ("selection", "seed", "val_curve", "test_loss", "tokens_trained",
-                                    "noisy_selected_fraction", "median_step_seconds", "wall_seconds")} for r in runs],
+        "runs": [
+            {
+                k: r[k]
+                for k in (
+                    "selection",
+                    "seed",
+                    "val_curve",
+                    "test_loss",
+                    "tokens_trained",
+                    "noisy_selected_fraction",
+                    "median_step_seconds",
+                    "wall_seconds",
+                )
+            }
+            for r in runs
+        ],
     }
     atomic_write_json(output, args.root / "language_models.json")
     figure = accuracy_vs_steps(summary, args.root)
 
-    print(f"IL stage {il['wall_seconds']:.0f} s (val loss {il['val_loss']:.3f}); IL + {len(runs)} target runs: "
-          f"{total_seconds:.0f} s\n")
+    print(
+        f"IL stage {il['wall_seconds']:.0f} s (val loss {il['val_loss']:.3f}); IL + {len(runs)} target runs: "
+        f"{total_seconds:.0f} s\n"
+    )
     print(speedup_markdown(summary), "\n")
-    print(markdown_table(
-        ["method", "median step (ms)", "step cost vs uniform", "vs floor (uniform + forward over n_B)",
-         "steps to target", "tokens to target", "noise tokens trained on"],
-        [[r["method"], f"{1000 * r['median_step_seconds']:.1f}", f"{r['step_cost_vs_uniform']:.3f}x",
-          "–" if r["step_cost_vs_floor"] is None else f"{r['step_cost_vs_floor']:.3f}x",
-          "never" if r["steps_to_target"] is None else r["steps_to_target"],
-          "never" if r["tokens_to_target"] is None else f"{r['tokens_to_target']:,}",
-          f"{r['noisy_selected_fraction']['mean']:.3f}"] for r in rows],
-    ))
+    print(
+        markdown_table(
+            [
+                "method",
+                "median step (ms)",
+                "step cost vs uniform",
+                "vs floor (uniform + forward over n_B)",
+                "steps to target",
+                "tokens to target",
+                "noise tokens trained on",
+            ],
+            [
+                [
+                    r["method"],
+                    f"{1000 * r['median_step_seconds']:.1f}",
+                    f"{r['step_cost_vs_uniform']:.3f}x",
+                    "–" if r["step_cost_vs_floor"] is None else f"{r['step_cost_vs_floor']:.3f}x",
+                    "never" if r["steps_to_target"] is None else r["steps_to_target"],
+                    "never" if r["tokens_to_target"] is None else f"{r['tokens_to_target']:,}",
+                    f"{r['noisy_selected_fraction']['mean']:.3f}",
+                ]
+                for r in rows
+            ],
+        )
+    )
     print(f"\nforward over n_B windows: {1000 * forward:.0f} ms; figure: {figure[0]}")
 
 

@@ -67,7 +67,13 @@ def per_call_ms(function: Callable[[], object], repeats: int) -> tuple[float, fl
 
 def write_store(path: Path, tokens: int, seq_len: int) -> None:
     windows = num_windows(tokens, seq_len)
-    fingerprint = {"dataset": "synthetic", "pool_size": windows, "pool_tokens": tokens, "seq_len": seq_len, "digest": "0"}
+    fingerprint = {
+        "dataset": "synthetic",
+        "pool_size": windows,
+        "pool_tokens": tokens,
+        "seq_len": seq_len,
+        "digest": "0",
+    }
     generator = torch.Generator().manual_seed(0)
     with TokenLossWriter(path, tokens, seq_len, fingerprint) as writer:
         for start in range(0, windows, WRITE_WINDOWS):
@@ -91,12 +97,24 @@ def main() -> None:
     args = parser.parse_args()
     windows = num_windows(args.tokens, args.seq_len)
     rows: list[list[object]] = []
-    summary: dict[str, object] = {"tokens": args.tokens, "seq_len": args.seq_len, "windows": windows, "batch_windows": args.windows}
+    summary: dict[str, object] = {
+        "tokens": args.tokens,
+        "seq_len": args.seq_len,
+        "windows": windows,
+        "batch_windows": args.windows,
+    }
     rows.append(["(the interpreter with torch and rholoss loaded)", "", "", *memory()])
     with tempfile.TemporaryDirectory() as folder:
         store_path, tokens_path = Path(folder) / "il.tokens", Path(folder) / "pool.bin"
         seconds, _ = timed(lambda: write_store(store_path, args.tokens, args.seq_len))
-        rows.append(["write IL store (chunked, atomic)", f"{seconds:.2f} s", f"{store_path.stat().st_size / 2**20:.0f} MiB", *memory()])
+        rows.append(
+            [
+                "write IL store (chunked, atomic)",
+                f"{seconds:.2f} s",
+                f"{store_path.stat().st_size / 2**20:.0f} MiB",
+                *memory(),
+            ]
+        )
         summary["write_store_s"] = seconds
 
         seconds, store = timed(lambda: TokenLossStore.open(store_path, verify=False))
@@ -112,15 +130,33 @@ def main() -> None:
         generator = torch.Generator().manual_seed(1)
         draw = lambda: torch.randint(0, windows, (args.windows,), generator=generator)  # noqa: E731
         median, p95 = per_call_ms(lambda: store.gather(draw()), args.repeats)
-        rows.append([f"gather IL [{args.windows}, {args.seq_len}] (random windows)", f"{median:.2f} ms (p95 {p95:.2f})", "", *memory()])
+        rows.append(
+            [
+                f"gather IL [{args.windows}, {args.seq_len}] (random windows)",
+                f"{median:.2f} ms (p95 {p95:.2f})",
+                "",
+                *memory(),
+            ]
+        )
         summary["gather_il_ms"] = {"median": median, "p95": p95}
 
-        seconds, token_file = timed(lambda: write_token_file(tokens_path, token_chunks(args.tokens, 50_257), 50_257, "synthetic"))
-        rows.append(["write token file (uint16, chunked, atomic)", f"{seconds:.2f} s", f"{tokens_path.stat().st_size / 2**20:.0f} MiB", *memory()])
+        seconds, token_file = timed(
+            lambda: write_token_file(tokens_path, token_chunks(args.tokens, 50_257), 50_257, "synthetic")
+        )
+        rows.append(
+            [
+                "write token file (uint16, chunked, atomic)",
+                f"{seconds:.2f} s",
+                f"{tokens_path.stat().st_size / 2**20:.0f} MiB",
+                *memory(),
+            ]
+        )
         summary["write_tokens_s"] = seconds
         pool = TokenWindows(token_file.tokens, args.seq_len)
         median, p95 = per_call_ms(lambda: pool.__getitems__(draw().tolist()), args.repeats)
-        rows.append([f"gather windows x, y [{args.windows}, {args.seq_len}]", f"{median:.2f} ms (p95 {p95:.2f})", "", *memory()])
+        rows.append(
+            [f"gather windows x, y [{args.windows}, {args.seq_len}]", f"{median:.2f} ms (p95 {p95:.2f})", "", *memory()]
+        )
         summary["gather_windows_ms"] = {"median": median, "p95": p95}
         del store, pool, token_file
     summary["peak_rss_mib"] = peak_rss_mib()

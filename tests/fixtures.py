@@ -218,6 +218,8 @@ def write_clothing1m(
     for split, name in names.items():
         (annotations / f"{name}_key_list.txt").write_text("".join(f"{k}\n" for k, _ in lists[split]))
     return lists
+
+
 # Words that decide a fixture sentence's label, and words that carry no signal.
 _POSITIVE = ["good", "great", "fine", "lovely", "superb"]
 _NEGATIVE = ["bad", "awful", "poor", "dull", "broken"]
@@ -278,7 +280,11 @@ def build_wordpiece_tokenizer(texts: list[str], directory: Path, vocab_size: int
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
     )
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        tokenizer_object=tokenizer,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
         mask_token="[MASK]",
     )
     fast.save_pretrained(str(directory))

@@ -326,7 +326,9 @@ def test_cifar_missing_files_name_them_and_the_download(tmp_path: Path) -> None:
         CIFAR10DataModule(data_dir=str(tmp_path), download=False).setup()
     message = str(info.value)
     assert "data_batch_3" in message and "data_batch_2" not in message
-    assert "cifar-10-python.tar.gz" in message and "download is disabled" in message and "datamodule.data_dir" in message
+    assert (
+        "cifar-10-python.tar.gz" in message and "download is disabled" in message and "datamodule.data_dir" in message
+    )
     with pytest.raises(FileNotFoundError, match=r"cifar-100-python/train.*cifar-100-python\.tar\.gz"):
         CIFAR100DataModule(data_dir=str(tmp_path), download=False).setup()
 
@@ -352,6 +354,7 @@ def test_cifar_corrupt_pickle_is_a_clear_error(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------ CINIC-10, image folders
 
+
 @pytest.fixture(scope="module")
 def cinic_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
     root = tmp_path_factory.mktemp("cinic") / "CINIC-10"
@@ -362,7 +365,9 @@ def _cinic(root: Path, **kwargs) -> CINIC10DataModule:
     return CINIC10DataModule(data_dir=str(root), **{"val_size": 10, "batch_size": 16, **kwargs})
 
 
-def test_cinic10_uses_the_three_folders_and_caches_the_decoded_images(cinic_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cinic10_uses_the_three_folders_and_caches_the_decoded_images(
+    cinic_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, labels = cinic_dir
     datamodule = _cinic(root)
     datamodule.setup()
@@ -509,7 +514,9 @@ def test_clothing1m_missing_files_are_clear_errors(tmp_path: Path) -> None:
     Image.new("RGB", (8, 8)).save(tmp_path / lists["val"][0][0])
     with open(tmp_path / "clean_test_key_list.txt", "a") as handle:
         handle.write("images/unknown.jpg\n")
-    with pytest.raises(ValueError, match=r"1 images without a label in clean_label_kv\.txt \(first: images/unknown\.jpg\)"):
+    with pytest.raises(
+        ValueError, match=r"1 images without a label in clean_label_kv\.txt \(first: images/unknown\.jpg\)"
+    ):
         Clothing1MDataModule(data_dir=str(tmp_path)).load_sources()
 
 
@@ -519,8 +526,10 @@ def test_clothing1m_missing_files_are_clear_errors(tmp_path: Path) -> None:
 def test_tensor_file_with_and_without_a_holdout(tmp_path: Path) -> None:
     generator = torch.Generator().manual_seed(0)
     data = {
-        "x_train": torch.randn(80, 2, 3, generator=generator), "y_train": torch.arange(80) % 4,
-        "x_test": torch.randn(20, 2, 3, generator=generator), "y_test": torch.arange(20) % 3,
+        "x_train": torch.randn(80, 2, 3, generator=generator),
+        "y_train": torch.arange(80) % 4,
+        "x_test": torch.randn(20, 2, 3, generator=generator),
+        "y_test": torch.arange(20) % 3,
     }
     torch.save(data, tmp_path / "plain.pt")
     plain = TensorFileDataModule(path=str(tmp_path / "plain.pt"), val_size=10, batch_size=8)
@@ -530,7 +539,9 @@ def test_tensor_file_with_and_without_a_holdout(tmp_path: Path) -> None:
     pool = plain.split("pool")
     assert torch.equal(pool.source.tensors[0][pool.source_indices], data["x_train"][pool.source_indices])
     torch.save({**data, "x_holdout": torch.randn(30, 2, 3), "y_holdout": torch.arange(30) % 4}, tmp_path / "ho.pt")
-    holdout = TensorFileDataModule(path=str(tmp_path / "ho.pt"), val_size=10, batch_size=8, val_from="holdout", num_classes=6)
+    holdout = TensorFileDataModule(
+        path=str(tmp_path / "ho.pt"), val_size=10, batch_size=8, val_from="holdout", num_classes=6
+    )
     holdout.setup()
     assert holdout.describe() == {"pool": 80, "holdout": 20, "val": 10, "test": 20} and holdout.num_classes == 6
 

@@ -72,7 +72,9 @@ def test_select_batch_on_regression_and_refusals() -> None:
     with torch.no_grad():
         errors = (model(x).squeeze(1) - y).square()
     assert set(chosen.positions.tolist()) == set(torch.topk(errors, 5).indices.tolist())
-    with pytest.raises(TaskMismatchError, match=r"'entropy' needs class logits.*Methods for regression: .*reducible_loss"):
+    with pytest.raises(
+        TaskMismatchError, match=r"'entropy' needs class logits.*Methods for regression: .*reducible_loss"
+    ):
         select_batch(model, x, y, 5, "entropy", task=Regression())
     with pytest.raises(ValueError, match="needs the points' irreducible losses"):
         select_batch(model, x, y, 5, "reducible_loss", task=Regression())

@@ -84,7 +84,9 @@ def test_killed_target_run_resumes_to_the_same_selections_and_weights(
 
 @pytest.mark.slow
 def test_killed_irreducible_run_resumes_to_the_same_store(tmp_path: Path) -> None:
-    full, resumed = kill_and_resume(tmp_path, train_irreducible, "train_irreducible", "batch_size=100", "model.dropout=0.1")
+    full, resumed = kill_and_resume(
+        tmp_path, train_irreducible, "train_irreducible", "batch_size=100", "model.dropout=0.1"
+    )
     reference, continued = weights(tmp_path / "full"), weights(tmp_path / "resumed")
     assert all(torch.equal(reference[name], continued[name]) for name in reference)
     assert resumed["val_curve"] == [p[:2] + [resumed["val_curve"][i][2]] for i, p in enumerate(full["val_curve"])]
@@ -95,7 +97,11 @@ def test_killed_irreducible_run_resumes_to_the_same_store(tmp_path: Path) -> Non
 
 
 def test_resume_refuses_other_settings_naming_them(tmp_path: Path) -> None:
-    train(synthetic_config(tmp_path, "train", "selection=uniform", "trainer.max_steps=3", "checkpoint.every_n_steps=2", output="a"))
+    train(
+        synthetic_config(
+            tmp_path, "train", "selection=uniform", "trainer.max_steps=3", "checkpoint.every_n_steps=2", output="a"
+        )
+    )
     with pytest.raises(CheckpointError, match=r"selection.name: uniform -> loss"):
         train(synthetic_config(tmp_path, "train", "selection=loss", f"resume={tmp_path / 'a'}", output="b"))
     assert not (tmp_path / "b" / "results.json").exists()
@@ -110,19 +116,43 @@ def test_a_bad_checkpoint_is_a_clear_error(tmp_path: Path, damage: str) -> None:
         path.write_bytes(path.read_bytes()[:500])
     elif damage == "foreign":
         torch.save({"weights": torch.zeros(3)}, path)
-    message = {"missing": "no checkpoint at", "truncated": "truncated or not a checkpoint", "foreign": "not a training checkpoint"}
+    message = {
+        "missing": "no checkpoint at",
+        "truncated": "truncated or not a checkpoint",
+        "foreign": "not a training checkpoint",
+    }
     with pytest.raises(CheckpointError, match=message[damage]):
-        train(synthetic_config(tmp_path, "train", "selection=uniform", f"resume={path.parent.parent if damage == 'missing' else path}", output="out") if damage != "missing" else synthetic_config(tmp_path, "train", "selection=uniform", f"resume={tmp_path / 'nowhere'}", output="out"))
+        train(
+            synthetic_config(
+                tmp_path,
+                "train",
+                "selection=uniform",
+                f"resume={path.parent.parent if damage == 'missing' else path}",
+                output="out",
+            )
+            if damage != "missing"
+            else synthetic_config(
+                tmp_path, "train", "selection=uniform", f"resume={tmp_path / 'nowhere'}", output="out"
+            )
+        )
 
 
 @pytest.mark.parametrize(("stage", "config"), [(train, "train"), (train_irreducible, "train_irreducible")])
-def test_non_finite_loss_stops_with_the_step_and_keeps_a_finite_checkpoint(tmp_path: Path, stage: Any, config: str) -> None:
+def test_non_finite_loss_stops_with_the_step_and_keeps_a_finite_checkpoint(
+    tmp_path: Path, stage: Any, config: str
+) -> None:
     selection = ["selection=uniform"] if config == "train" else []
     with pytest.raises(NonFiniteLossError, match=r"NaN or infinite at step \d+") as error:
         stage(
             synthetic_config(
-                tmp_path, config, *selection, "optimizer.lr=1e30", "trainer.max_steps=200",
-                "trainer.log_every_n_steps=1", "checkpoint.every_n_steps=1", output="run",
+                tmp_path,
+                config,
+                *selection,
+                "optimizer.lr=1e30",
+                "trainer.max_steps=200",
+                "trainer.log_every_n_steps=1",
+                "checkpoint.every_n_steps=1",
+                output="run",
             )
         )
     folder = tmp_path / "run" / "checkpoints"
@@ -142,7 +172,9 @@ def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path: Pat
     def save_checkpoint(path: Path) -> None:
         torch.save(saved, path)
 
-    trainer = SimpleNamespace(save_checkpoint=save_checkpoint, is_global_zero=True, strategy=SimpleNamespace(barrier=lambda name: None))
+    trainer = SimpleNamespace(
+        save_checkpoint=save_checkpoint, is_global_zero=True, strategy=SimpleNamespace(barrier=lambda name: None)
+    )
     callback.save(trainer, callback.last_path)
 
     def killed_mid_write(path: Path) -> None:
@@ -175,8 +207,14 @@ def test_same_seed_same_splits_noise_selections_and_weights(tmp_path: Path, sele
     def run(seed: int, output: str) -> dict:
         return train(
             synthetic_config(
-                tmp_path, "train", "selection=gradnorm_is", "model.dropout=0.1", f"seed={seed}", "trainer.max_steps=6",
-                "datamodule.on_device=false", output=output,
+                tmp_path,
+                "train",
+                "selection=gradnorm_is",
+                "model.dropout=0.1",
+                f"seed={seed}",
+                "trainer.max_steps=6",
+                "datamodule.on_device=false",
+                output=output,
             )
         )
 

@@ -31,8 +31,17 @@ def random_batch(seed: int = 0, device: str = "cpu") -> SelectionInput:
 
 def test_builtin_functions_are_registered() -> None:
     assert {
-        "uniform", "reducible_loss", "loss", "irreducible_loss", "gradnorm", "gradnorm_is", "entropy", "bald",
-        "reducible_loss_sampled", "svp", "loss_stale",
+        "uniform",
+        "reducible_loss",
+        "loss",
+        "irreducible_loss",
+        "gradnorm",
+        "gradnorm_is",
+        "entropy",
+        "bald",
+        "reducible_loss_sampled",
+        "svp",
+        "loss_stale",
     } <= set(ALL)
 
 
@@ -91,6 +100,7 @@ def test_needs_only_what_it_declares(name: str) -> None:
 @pytest.mark.parametrize("name", ALL)
 def test_no_host_sync_in_the_scoring_path(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Selection must not read values back to the host (.item(), .tolist(), .cpu(), bool())."""
+
     def forbidden(*args, **kwargs):
         raise AssertionError("host synchronisation inside a selection function")
 

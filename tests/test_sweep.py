@@ -50,7 +50,10 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_every_job_lands_in_the_sweep_folder(sweep: dict[str, Any]) -> None:
     runs = load_results(sweep["dir"])
     assert sorted((r["selection"], r["seed"]) for r in runs) == [
-        ("reducible_loss", 0), ("reducible_loss", 1), ("uniform", 0), ("uniform", 1)
+        ("reducible_loss", 0),
+        ("reducible_loss", 1),
+        ("uniform", 0),
+        ("uniform", 1),
     ]
     assert all(Path(r["path"]).parent == sweep["dir"] for r in runs)
 
@@ -149,8 +152,13 @@ def test_hparams_grid_is_the_papers() -> None:
 )
 def test_launcher_configs_compose(launcher: str, plugin: str, target: str) -> None:
     pytest.importorskip(plugin, reason=f"the launcher plugin is an optional extra ({plugin})")
-    cfg = compose_config("train", [f"hydra/launcher={launcher}", "hydra.launcher.partition=gpu"]
-                         if launcher == "slurm_example" else [f"hydra/launcher={launcher}"], return_hydra_config=True)
+    cfg = compose_config(
+        "train",
+        [f"hydra/launcher={launcher}", "hydra.launcher.partition=gpu"]
+        if launcher == "slurm_example"
+        else [f"hydra/launcher={launcher}"],
+        return_hydra_config=True,
+    )
     assert cfg.hydra.launcher._target_.endswith(target)
     if launcher == "local_parallel":
         assert cfg.hydra.launcher.n_jobs == 2

@@ -126,7 +126,9 @@ def test_regression_both_stages(regression_runs: tuple[Path, dict, dict[str, dic
 @pytest.mark.parametrize("name", [m for m in LOSS_BASED if m not in ("uniform", "reducible_loss")])
 def test_every_loss_based_method_trains_on_regression(regression_runs, name: str) -> None:
     root, _, _ = regression_runs
-    result = train(regression_config(root, "train", f"selection={name}", "trainer.max_steps=20", output=f"extra/{name}"))
+    result = train(
+        regression_config(root, "train", f"selection={name}", "trainer.max_steps=20", output=f"extra/{name}")
+    )
     assert result["steps"] == 20 and result["metric"] == "val/mse"
     assert get_selection(name).applies_to(Regression())
 
@@ -158,9 +160,17 @@ def test_analysis_of_regression_runs(regression_runs) -> None:
 def min_metric_run(method: str, curve: list[float], folder: Path) -> dict:
     points = [[100 * (i + 1), value, 0.5 * 100 * (i + 1)] for i, value in enumerate(curve)]
     return {
-        "stage": "target", "selection": method, "seed": 0, "metric": "val/mse", "mode": "min", "val_curve": points,
-        "best_val_mse": min(curve), "test_mse": curve[-1], "noisy_selected_fraction": None,
-        "relevant_selected_fraction": None, "path": str(folder / method),
+        "stage": "target",
+        "selection": method,
+        "seed": 0,
+        "metric": "val/mse",
+        "mode": "min",
+        "val_curve": points,
+        "best_val_mse": min(curve),
+        "test_mse": curve[-1],
+        "noisy_selected_fraction": None,
+        "relevant_selected_fraction": None,
+        "path": str(folder / method),
     }
 
 

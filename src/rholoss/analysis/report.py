@@ -54,7 +54,12 @@ def log_to_wandb(summary: dict[str, Any], project: str = "rholoss", directory: P
         name=f"analysis-{Path(summary['folder']).name}",
         dir=str(directory),
         mode=os.environ.get("WANDB_MODE", "offline"),
-        config={"folder": summary["folder"], "metric": summary["metric"], "mode": summary["mode"], "target": summary["target"]},
+        config={
+            "folder": summary["folder"],
+            "metric": summary["metric"],
+            "mode": summary["mode"],
+            "target": summary["target"],
+        },
     )
     columns = ["method", "seeds", "steps_to_target", "speedup", "wall_clock_speedup", "test_mean"]
     rows = [

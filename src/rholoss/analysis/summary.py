@@ -168,13 +168,29 @@ def speedup_markdown(summary: dict[str, Any]) -> str:
         wall = "never" if m["wall_clock_speedup"] is None else f"{m['wall_clock_speedup']:.2f}x"
         steps = "never" if reach["curve_steps"] is None else str(reach["curve_steps"])
         noisy = m["noisy_selected_fraction"]
-        rows.append([
-            name, len(m["seeds"]), steps, speedup, _range(reach["steps"], "{:.0f}"), _range(reach["seconds"], "{:.1f}"),
-            wall, _range(m["test"], "{:.4f}"), _range(noisy, "{:.3f}"),
-        ])
+        rows.append(
+            [
+                name,
+                len(m["seeds"]),
+                steps,
+                speedup,
+                _range(reach["steps"], "{:.0f}"),
+                _range(reach["seconds"], "{:.1f}"),
+                wall,
+                _range(m["test"], "{:.4f}"),
+                _range(noisy, "{:.3f}"),
+            ]
+        )
     header = [
-        "method", "seeds", "steps to target", "speedup", "steps per seed", "seconds per seed", "wall-clock speedup",
-        f"test {metric.short}", "noisy selected",
+        "method",
+        "seeds",
+        "steps to target",
+        "speedup",
+        "steps per seed",
+        "seconds per seed",
+        "wall-clock speedup",
+        f"test {metric.short}",
+        "noisy selected",
     ]
     best = "highest" if metric.mode == "max" else "lowest"
     title = (

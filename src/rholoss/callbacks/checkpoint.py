@@ -82,7 +82,9 @@ class StepCheckpoint(pl.Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self.stop_signals.uninstall()
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self._rng_to_restore is not None:
             _set_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
@@ -138,7 +140,10 @@ class StepCheckpoint(pl.Callback):
         name = self.stop_signals.received.name if self.stop_signals.received else "another rank's stop signal"
         log.warning(
             "Interrupted by %s at step %d: the state is saved in %s. Continue with resume=%s",
-            name, trainer.global_step, self.last_path, folder,
+            name,
+            trainer.global_step,
+            self.last_path,
+            folder,
         )
         self.stop_signals.hand_over()
 
@@ -220,4 +225,3 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-

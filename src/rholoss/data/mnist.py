@@ -94,4 +94,6 @@ class QMNISTDataModule(MNISTDataModule):
                 f"{QMNIST_MNIST_TEST_ROWS} rows of 8 int32 columns, got shape {labels.shape}."
             )
         extra = slice(QMNIST_MNIST_TEST_ROWS, None)  # skip the digits that are MNIST's test set
-        return Sources.from_tensors(**self._mnist_tensors(files), holdout=self.to_tensors(images[extra], labels[extra, 0]))
+        return Sources.from_tensors(
+            **self._mnist_tensors(files), holdout=self.to_tensors(images[extra], labels[extra, 0])
+        )

@@ -126,12 +126,7 @@ def resampled_target_noise(targets: Tensor, fraction: float, seed: int) -> Noisy
 
 
 def apply_label_noise(
-    labels: Tensor,
-    noise_type: str,
-    amount: float,
-    num_classes: int,
-    pairs: Sequence[tuple[int, int]] | None,
-    seed: int,
+    labels: Tensor, noise_type: str, amount: float, num_classes: int, pairs: Sequence[tuple[int, int]] | None, seed: int
 ) -> NoisyLabels:
     """``uniform``: ``amount`` is the corrupted fraction; ``structured``: the flip probability of each
     pair's source class (``pairs`` None: the paper's MNIST pairs). Real-valued targets take

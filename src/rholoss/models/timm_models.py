@@ -49,7 +49,9 @@ def timm_model(
         require_file(path, f"timm {name}", "model.weights")
         local = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
     try:
-        model = timm.create_model(name, num_classes=num_classes, in_chans=image_channels(input_shape), **local, **settings)
+        model = timm.create_model(
+            name, num_classes=num_classes, in_chans=image_channels(input_shape), **local, **settings
+        )
     except RuntimeError as error:  # load_state_dict: misshapen tensors
         if path is None:
             raise

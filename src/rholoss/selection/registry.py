@@ -199,8 +199,14 @@ def register_token_score(name: str, *, needs_irreducible: bool = False) -> Calla
             raise ValueError(f"A selection function named {name!r} is already registered.")
         doc = (score.__doc__ or "").strip().splitlines()
         _REGISTRY[name] = SelectionMethod(
-            name, select_tokens, needs_forward=False, needs_irreducible=needs_irreducible, with_replacement=False,
-            needs_mc_samples=False, description=doc[0] if doc else "", token_level=True,
+            name,
+            select_tokens,
+            needs_forward=False,
+            needs_irreducible=needs_irreducible,
+            with_replacement=False,
+            needs_mc_samples=False,
+            description=doc[0] if doc else "",
+            token_level=True,
         )
         return score
 

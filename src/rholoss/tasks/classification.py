@@ -49,7 +49,9 @@ class Classification(Task):
 
     def new_metric(self) -> Metric:
         if self.num_classes is None:
-            raise ValueError("Classification needs num_classes for its accuracy metric: use Classification(num_classes).")
+            raise ValueError(
+                "Classification needs num_classes for its accuracy metric: use Classification(num_classes)."
+            )
         return MulticlassAccuracy(self.num_classes, average="micro")
 
     def model_arguments(self) -> dict[str, Any]:
