@@ -22,9 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.utils import instantiate
-from time_to_accuracy import config
 
 from rholoss.analysis import markdown_table, speedup_markdown, summarize
 from rholoss.analysis.plots import accuracy_vs_steps
@@ -33,6 +31,7 @@ from rholoss.models.factory import build_model_for
 from rholoss.pipelines import train, train_irreducible
 from rholoss.selection.step import selection_forward
 from rholoss.tasks import LanguageModeling
+from time_to_accuracy import config
 
 RESULTS = Path(__file__).parent / "results" / "language_models"
 
@@ -77,7 +76,7 @@ def main() -> None:
         for method in args.methods
     ]
     total_seconds = time.perf_counter() - started
-    for run, (seed, method) in zip(runs, [(s, m) for s in args.seeds for m in args.methods]):
+    for run, (seed, method) in zip(runs, [(s, m) for s in args.seeds for m in args.methods], strict=True):
         run["path"] = str(args.root / "runs" / f"{method}-{seed}")
     summary = summarize(runs)
 
@@ -100,7 +99,7 @@ def main() -> None:
                 "step_cost_vs_uniform": statistics.median(ratios),
                 "step_cost_vs_floor": None
                 if method != "reducible_loss"
-                else statistics.median(cost[s][method] / f for s, f in zip(args.seeds, floor)),
+                else statistics.median(cost[s][method] / f for s, f in zip(args.seeds, floor, strict=True)),
                 "steps_to_target": steps,
                 "tokens_to_target": None if steps is None else round(steps * tokens),
                 "noisy_selected_fraction": methods["noisy_selected_fraction"],

@@ -172,7 +172,7 @@ def write_image_folder(
         images = cifar_like_images(y, seed=seed + split_number)
         if size != 32:
             images = np.repeat(np.repeat(images, -(-size // 32), axis=2), -(-size // 32), axis=3)[:, :, :size, :size]
-        for i, (image, label) in enumerate(zip(images, y)):
+        for i, (image, label) in enumerate(zip(images, y, strict=True)):
             path = Path(root) / split / classes[label] / f"{i:05d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image.transpose(1, 2, 0)).save(path)
@@ -256,9 +256,9 @@ def write_glue_task(directory: Path, task: str, num_train: int = 300, num_dev: i
     for offset, (split, count) in enumerate((("train", num_train), ("dev", num_dev))):
         sentences, labels = glue_like_sentences(count, seed=seed + offset)
         if task == "cola":
-            lines = [f"gj04\t{y}\t{'' if y else '*'}\t{s}" for s, y in zip(sentences, labels)]
+            lines = [f"gj04\t{y}\t{'' if y else '*'}\t{s}" for s, y in zip(sentences, labels, strict=True)]
         else:
-            lines = ["sentence\tlabel", *(f"{s}\t{y}" for s, y in zip(sentences, labels))]
+            lines = ["sentence\tlabel", *(f"{s}\t{y}" for s, y in zip(sentences, labels, strict=True))]
         (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
         written[split] = (sentences, labels)
     return written

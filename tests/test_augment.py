@@ -35,7 +35,7 @@ def test_random_crop_returns_a_window_of_the_zero_padded_image() -> None:
     out = random_crop(x, padding=2)
     assert out.shape == x.shape
     offsets = set()
-    for original, cropped in zip(x, out):
+    for original, cropped in zip(x, out, strict=True):
         matches = [i for i, window in enumerate(windows(original, 2)) if torch.equal(window, cropped)]
         assert len(matches) == 1
         offsets.add(matches[0])
@@ -46,8 +46,8 @@ def test_random_flip_mirrors_about_half_of_the_images() -> None:
     x = images(n=400)
     torch.manual_seed(0)
     out = random_flip(x)
-    flipped = torch.tensor([torch.equal(o, i.flip(-1)) for o, i in zip(out, x)])
-    unchanged = torch.tensor([torch.equal(o, i) for o, i in zip(out, x)])
+    flipped = torch.tensor([torch.equal(o, i.flip(-1)) for o, i in zip(out, x, strict=True)])
+    unchanged = torch.tensor([torch.equal(o, i) for o, i in zip(out, x, strict=True)])
     assert bool((flipped ^ unchanged).all())
     assert 150 < int(flipped.sum()) < 250
 

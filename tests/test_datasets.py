@@ -278,7 +278,7 @@ def _check_cifar_inputs(x: torch.Tensor, labels: torch.Tensor) -> None:
     pixels = (x * std + mean) * 255
     assert torch.allclose(pixels, pixels.round(), atol=1e-3)
     # the fixture's 255 band is in channel label % 3, rows 3 (label % 10) + 1.. : channel order and layout survive
-    for image, label in zip(pixels, labels.tolist()):
+    for image, label in zip(pixels, labels.tolist(), strict=True):
         row = 3 * (label % 10) + 1
         assert float(image[label % 3, row, 0]) == pytest.approx(255, abs=1e-3)
         assert float(image[(label + 1) % 3, row, 0]) <= 40 + 1e-3 and float(image[label % 3, row, 31]) <= 40 + 1e-3

@@ -4,7 +4,6 @@ run_irreducible's pipeline made, and the selection step they use picks what RHO-
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import torch

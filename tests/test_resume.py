@@ -36,7 +36,7 @@ def selected(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
     record: list[torch.Tensor] = []
     log_statistics = OnlineBatchSelection._log_selection_statistics
 
-    def recording(self, index, selection, scored, loss) -> None:  # noqa: ANN001
+    def recording(self, index, selection, scored, loss) -> None:
         record.append(index[selection.positions].cpu())
         log_statistics(self, index, selection, scored, loss)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rholoss.tasks import Classification
 from rholoss.selection import (
     SelectionInput,
     UnknownSelectionError,
@@ -14,6 +13,7 @@ from rholoss.selection import (
     register,
     selection_size,
 )
+from rholoss.tasks import Classification
 
 ALL = list_selections(Classification())  # the per-point methods; token-level ones: test_token_selection.py
 N_B, K, C = 50, 7, 5
@@ -67,7 +67,7 @@ def test_selects_k_distinct_positions_on_the_batch_device(name: str) -> None:
     assert chosen.positions.device == batch.targets.device
     if not get_selection(name).with_replacement:
         assert len(set(chosen.positions.tolist())) == K
-    assert 0 <= int(chosen.positions.min()) and int(chosen.positions.max()) < N_B
+    assert int(chosen.positions.min()) >= 0 and int(chosen.positions.max()) < N_B
     if chosen.weights is not None:
         assert chosen.weights.shape == (K,)
         assert bool((chosen.weights > 0).all())

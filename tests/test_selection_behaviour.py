@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rholoss.modules.online_selection import OnlineBatchSelection
-from rholoss.selection.step import top_score_share
 from rholoss.selection import SelectionInput, get_selection
+from rholoss.selection.step import top_score_share
 
 
 def select(name: str, batch: SelectionInput, k: int, **options: Any) -> Tensor:

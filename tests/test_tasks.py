@@ -202,9 +202,9 @@ def test_figures_for_a_metric_to_minimise(tmp_path: Path) -> None:
     summary = analyze(tmp_path)
     assert set(summary["figures"]) >= {"accuracy_vs_steps", "steps_vs_target"}
     assert "target mse" in summary["markdown"] and "0.3" in summary["markdown"]
-    from rholoss.analysis.plots import accuracy_vs_steps, steps_vs_target
-
     import matplotlib.figure
+
+    from rholoss.analysis.plots import accuracy_vs_steps, steps_vs_target
 
     labels = []
     original = matplotlib.figure.Figure.savefig

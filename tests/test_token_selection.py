@@ -11,7 +11,7 @@ from torch import nn
 from rholoss.modules import OnlineBatchSelection
 from rholoss.selection import TokenSelectionInput, get_selection, list_selections
 from rholoss.selection.registry import top_token_mask
-from rholoss.tasks import LanguageModeling, Classification, Regression, TaskMismatchError
+from rholoss.tasks import Classification, LanguageModeling, Regression, TaskMismatchError
 
 VOCAB, T, B = 11, 6, 4
 

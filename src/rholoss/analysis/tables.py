@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rholoss.analysis.metric import Metric, metric_of
+from rholoss.analysis.metric import ACCURACY, Metric, metric_of
 
 
 def load_results(folder: Path) -> list[dict[str, Any]]:
@@ -22,7 +22,7 @@ def load_results(folder: Path) -> list[dict[str, Any]]:
     return runs
 
 
-def steps_to_value(val_curve: Sequence[Sequence[float]], target: float, metric: Metric = Metric()) -> int | None:
+def steps_to_value(val_curve: Sequence[Sequence[float]], target: float, metric: Metric = ACCURACY) -> int | None:
     """First step whose validation value reaches ``target`` (at least it for accuracy, at most it for
     a metric to minimise), or None if it never does."""
     return next((int(step) for step, value, *_ in val_curve if metric.reached(value, target)), None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -81,7 +82,7 @@ class ImageFolderDataModule(PoolDataModule):
     """
 
     name = "image_folder"
-    split_dirs: dict[str, str] = {"train": "train", "test": "test", "holdout": "holdout", "val": "val"}
+    split_dirs: ClassVar[dict[str, str]] = {"train": "train", "test": "test", "holdout": "holdout", "val": "val"}
     required = ("train", "test")
     how_to_get = "Put your images there as <split>/<class name>/<image file>."
 
@@ -159,9 +160,9 @@ class CINIC10DataModule(ImageFolderDataModule):
     """
 
     name = "cinic10"
-    split_dirs = {"train": "train", "holdout": "valid", "test": "test"}
+    split_dirs: ClassVar[dict[str, str]] = {"train": "train", "holdout": "valid", "test": "test"}
     required = ("train", "holdout", "test")
-    classes_in_order = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    classes_in_order = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
     how_to_get = (
         "Download CINIC-10 (https://datashare.ed.ac.uk/handle/10283/3192, CINIC-10.tar.gz) and extract it so "
         "that datamodule.data_dir holds train/, valid/ and test/."
@@ -173,4 +174,4 @@ class CINIC10DataModule(ImageFolderDataModule):
         super().__init__(data_dir=data_dir, val_from=val_from, **kwargs)
 
     def classes(self) -> list[str]:
-        return self.classes_in_order
+        return list(self.classes_in_order)

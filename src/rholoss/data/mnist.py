@@ -8,6 +8,7 @@ holdout for the IL model, and tests on MNIST's test set.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -68,7 +69,7 @@ class QMNISTDataModule(MNISTDataModule):
 
     name = "qmnist"
     display_name = "QMNIST"
-    file_groups = {**MNIST_FILE_GROUPS, **QMNIST_FILE_GROUPS}
+    file_groups: ClassVar[dict[str, dict[str, str]]] = {**MNIST_FILE_GROUPS, **QMNIST_FILE_GROUPS}
     torchvision_dirs = ("MNIST", "QMNIST")
     how_to_get = (
         "Put MNIST's files (https://yann.lecun.com/exdb/mnist/) and QMNIST's test files "

@@ -104,7 +104,7 @@ class TokenLossWriter:
         order = np.argsort(index, kind="stable")
         index, rows = index[order], losses.detach().to("cpu", torch.float16).numpy()[order]
         breaks = np.flatnonzero(np.diff(index) != 1) + 1
-        for run_index, run_rows in zip(np.split(index, breaks), np.split(rows, breaks)):
+        for run_index, run_rows in zip(np.split(index, breaks), np.split(rows, breaks), strict=True):
             self._write(int(run_index[0]) * self.seq_len + 1, run_rows)
         self.written[index] = True
 

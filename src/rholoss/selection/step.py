@@ -179,7 +179,7 @@ def top_score_share(scores: Tensor, top_fraction: float) -> Tensor:
     would be meaningless.
     """
     shifted = scores.float() - scores.min().clamp_max(0)
-    k = max(1, int(round(top_fraction * len(scores))))
+    k = max(1, round(top_fraction * len(scores)))
     top = torch.topk(shifted, k).values.sum()
     total = shifted.sum()
     # All-zero scores (total 0) are no concentration at all: the top points hold their share k / n.

@@ -158,7 +158,7 @@ def open_token_file(path: Path) -> TokenFile:
         tokenizer=str(metadata["tokenizer"]),
         path=path,
         eos_token_id=metadata.get("eos_token_id"),
-        documents=list(zip(documents["names"], documents["starts"], documents["ends"])),
+        documents=list(zip(documents["names"], documents["starts"], documents["ends"], strict=True)),
         extra=metadata.get("extra", {}),
     )
 
