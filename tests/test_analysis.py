@@ -73,7 +73,7 @@ def test_speedup_in_the_papers_form(tmp_path: Path) -> None:
     assert rho["test"]["min"] == pytest.approx(0.85) and rho["test"]["max"] == pytest.approx(0.85)
     # Targets from uniform's first mean accuracy to its best; steps on each method's mean curve.
     assert summary["targets"][0] == pytest.approx(0.5) and summary["targets"][-1] == pytest.approx(0.79)
-    assert [t["curve_steps"] for t in rho["steps_to_targets"]][0] == 100
+    assert rho["steps_to_targets"][0]["curve_steps"] == 100
 
 
 def test_explicit_targets_and_curve_bands(tmp_path: Path) -> None:

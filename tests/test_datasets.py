@@ -388,7 +388,7 @@ def test_cinic10_uses_the_three_folders_and_caches_the_decoded_images(
 
 
 def test_cinic10_inputs_are_the_png_pixels_normalised(cinic_dir) -> None:
-    root, labels = cinic_dir
+    root, _labels = cinic_dir
     datamodule = _cinic(root, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])
     sources = datamodule.load_sources()
     _check_cifar_inputs(sources.train.tensors[0], sources.train_targets)
@@ -399,7 +399,7 @@ def test_cinic10_relevance_keeps_five_classes_out_of_the_pool(cinic_dir) -> None
 
     from tests.conftest import compose_config
 
-    root, labels = cinic_dir
+    root, _labels = cinic_dir
     cfg = compose_config("train", ["paths.output_dir=/tmp/unused", "experiment=cinic10_relevance_resnet18_main"])
     assert list(cfg.datamodule.relevant_classes) == [0, 1, 2, 3, 4]
     datamodule = instantiate(cfg.datamodule, data_dir=str(root), val_size=10, batch_size=16)
@@ -442,7 +442,7 @@ def test_image_folder_missing_folders_and_mixed_sizes_are_clear_errors(tmp_path:
     with pytest.raises(FileNotFoundError, match=r"train/, valid/, test/.*datashare\.ed\.ac\.uk"):
         CINIC10DataModule(data_dir=str(tmp_path / "nowhere")).setup()
     write_image_folder(tmp_path, {"test": 4}, ["a", "b"], size=40)
-    with pytest.raises(ValueError, match="the test images are 40x40 but the train images 32x32.*resize them first"):
+    with pytest.raises(ValueError, match=r"the test images are 40x40 but the train images 32x32.*resize them first"):
         ImageFolderDataModule(data_dir=str(tmp_path), cache=False).load_sources()
     from PIL import Image
 
@@ -475,7 +475,7 @@ def test_clothing1m_scores_the_pool_without_augmentation(clothing_dir) -> None:
     root, lists = clothing_dir
     datamodule = Clothing1MDataModule(data_dir=str(root), batch_size=8, eval_batch_size=10, num_workers=0)
     datamodule.setup()
-    index, x, y = next(iter(datamodule.pool_dataloader()))
+    index, x, _y = next(iter(datamodule.pool_dataloader()))
     assert index.tolist() == list(range(10)) and x.shape == (10, 3, 224, 224)
     # a plain image of grey level 10 * label comes out as that level, ImageNet-normalised
     level = torch.tensor([10.0 * label / 255 for _, label in lists["train"][:10]]).view(-1, 1)

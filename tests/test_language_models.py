@@ -15,7 +15,7 @@ from rholoss.pipelines import train, train_irreducible
 from rholoss.selection import get_selection, list_selections
 from rholoss.tasks import LanguageModeling
 from tests.conftest import config_in
-from tests.test_resume import KILL_AT, selected, weights  # noqa: F401  (selected: a fixture)
+from tests.resuming import KILL_AT, kill_at, weights
 from tests.test_tokens import write_corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -155,9 +155,8 @@ def test_a_resumed_language_model_run_ends_as_an_uninterrupted_one(
     root, _ = lm_workspace
     common = [f"selection={name}", "trainer.max_steps=16", "checkpoint.every_n_steps=7"]
     full = train(lm_config(root, "train", *common, output=f"{name}_full"))
-    kill = [f"+callbacks.kill._target_={KillAt.__module__}.KillAt", f"+callbacks.kill.step={KILL_AT}"]
     with pytest.raises(RuntimeError, match=f"killed at step {KILL_AT}"):
-        train(lm_config(root, "train", *common, *kill, output=f"{name}_killed"))
+        train(lm_config(root, "train", *common, *kill_at(), output=f"{name}_killed"))
     resumed = train(lm_config(root, "train", *common, f"resume={root / f'{name}_killed'}", output=f"{name}_resumed"))
     for key in ("val_curve", "test_loss", "tokens_trained", "noisy_selected_fraction", "selection_counts"):
         if key == "val_curve":
@@ -166,6 +165,3 @@ def test_a_resumed_language_model_run_ends_as_an_uninterrupted_one(
             assert resumed[key] == full[key], key
     full_weights, resumed_weights = weights(root / f"{name}_full"), weights(root / f"{name}_resumed")
     assert all(torch.equal(full_weights[k], resumed_weights[k]) for k in full_weights)
-
-
-from tests.test_resume import KillAt  # noqa: E402

@@ -120,7 +120,7 @@ def test_torchvision_resnet18_trains_with_an_il_store_made_by_an_mlp(
             "selection=reducible_loss",
             f"irreducible.path={store}",
             *model,
-        )  # fmt: skip
+        )
     )
     assert result["il_store"] == str(store)
     assert (result["steps"], result["batch_size"], result["large_batch_size"]) == (3, 8, 40)

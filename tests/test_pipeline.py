@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,7 @@ def test_irreducible_stage_writes_a_store_for_the_pool(workspace: tuple[Path, di
 
 def test_irreducible_losses_are_high_on_corrupted_points(workspace: tuple[Path, dict]) -> None:
     """The IL model never saw the pool's noisy labels, so it disagrees with them."""
-    root, il = workspace
+    _root, il = workspace
     from rholoss.data import SyntheticDataModule
 
     datamodule = SyntheticDataModule(label_noise=0.2, val_size=400, class_sep=1.0)
@@ -116,7 +117,7 @@ def test_explicit_store_path_that_does_not_exist(tmp_path: Path) -> None:
 
 def test_store_made_for_other_data_is_refused_naming_the_difference(workspace, tmp_path: Path) -> None:
     _, il = workspace
-    with pytest.raises(StoreError, match="label_noise: store has 0.2, this run has 0.3"):
+    with pytest.raises(StoreError, match=re.escape("label_noise: store has 0.2, this run has 0.3")):
         train(
             synthetic_config(
                 tmp_path, "train", f"irreducible.path={il['il_store']}", "datamodule.label_noise=0.3", output="run"

@@ -19,7 +19,7 @@ from rholoss.callbacks import StopSignals, requeued_run
 from rholoss.irreducible import IrreducibleLossStore
 from rholoss.pipelines import train, train_irreducible
 from tests.conftest import QUIET, ROOT, compose_config, synthetic_config
-from tests.test_resume import weights
+from tests.resuming import weights
 
 # Enough steps that the signal, sent once the first periodic checkpoint exists, lands mid-training.
 STEPS, EVERY = 500, 20
@@ -73,7 +73,7 @@ def same_weights(a: Path, b: Path) -> bool:
 def test_sigterm_to_run_py_saves_the_step_and_the_resumed_run_ends_as_an_uninterrupted_one(tmp_path: Path) -> None:
     # gradnorm_is samples and dropout masks from the global RNG: an exact match needs the RNG state too.
     overrides = ["selection=gradnorm_is", "model.dropout=0.1"]
-    status, output, step = signalled_run("run.py", tmp_path, signal.SIGTERM, *overrides)
+    status, _output, step = signalled_run("run.py", tmp_path, signal.SIGTERM, *overrides)
     assert status == 128 + signal.SIGTERM
     assert (
         EVERY <= step < STEPS and saved_step(tmp_path / "killed") == step

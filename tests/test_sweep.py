@@ -66,7 +66,9 @@ def test_speedup_table_matches_the_runs(sweep: dict[str, Any]) -> None:
     mean = {name: np.mean([[p[1] for p in c] for c in cs], axis=0) for name, cs in curves.items()}
     steps = [p[0] for p in curves["uniform"][0]]
     target = mean["uniform"].max()
-    first = {name: next((s for s, a in zip(steps, m, strict=True) if a >= target - 1e-9), None) for name, m in mean.items()}
+    first = {
+        name: next((s for s, a in zip(steps, m, strict=True) if a >= target - 1e-9), None) for name, m in mean.items()
+    }
     assert summary["target"] == pytest.approx(target)
     uniform, rho = summary["methods"]["uniform"], summary["methods"]["reducible_loss"]
     assert uniform["to_target"]["curve_steps"] == first["uniform"] and uniform["speedup"] == 1.0

@@ -46,14 +46,14 @@ def test_tasks_refuse_data_that_does_not_fit() -> None:
     regression_data = SyntheticRegressionDataModule(num_train=200, num_test=50)
     regression_data.setup()
     assert Regression().fit_to(regression_data).num_outputs == 1
-    with pytest.raises(TaskMismatchError, match="task=classification needs class labels.*use task=regression"):
+    with pytest.raises(TaskMismatchError, match=r"task=classification needs class labels.*use task=regression"):
         Classification().fit_to(regression_data)
     from rholoss.data import SyntheticDataModule
 
     class_data = SyntheticDataModule(num_train=200, num_test=50)
     class_data.setup()
     assert Classification().fit_to(class_data).num_classes == 4
-    with pytest.raises(TaskMismatchError, match="task=regression needs real-valued targets.*use task=classification"):
+    with pytest.raises(TaskMismatchError, match=r"task=regression needs real-valued targets.*use task=classification"):
         Regression().fit_to(class_data)
 
 
@@ -107,7 +107,7 @@ def regression_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dic
 
 @pytest.mark.slow
 def test_regression_both_stages(regression_runs: tuple[Path, dict, dict[str, dict]]) -> None:
-    root, il, runs = regression_runs
+    _root, il, runs = regression_runs
     store = IrreducibleLossStore.load(Path(il["il_store"]))
     assert (il["metric"], il["mode"], store.metadata["task"]) == ("val/mse", "min", "regression")
     assert store.metadata["val_mse"] == il["val_mse"] < 0.1  # the IL model learns f from clean holdout data

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import re
 import sys
 from pathlib import Path
 
@@ -130,7 +131,7 @@ def test_bad_text_settings_are_refused_up_front(settings: dict, message: str) ->
 
 
 def test_missing_tokenizer_is_a_clear_error(glue: dict, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="datamodule.tokenizer is not set"):
+    with pytest.raises(ValueError, match=re.escape("datamodule.tokenizer is not set")):
         datamodule(glue, tokenizer=None)
     with pytest.raises(OSError, match=r"(?s)offline mode is on.*save_pretrained"):
         datamodule(glue, tokenizer="no-such-org/no-such-tokenizer")
@@ -175,7 +176,7 @@ def test_glue_datamodule_splits_and_serves_padded_dict_batches(glue: dict) -> No
 
 
 def test_text_refuses_image_augmentation(glue: dict) -> None:
-    with pytest.raises(ValueError, match="set datamodule.augment=false"):
+    with pytest.raises(ValueError, match=re.escape("set datamodule.augment=false")):
         datamodule(glue, augment=True).train_augmentation()
 
 
@@ -185,7 +186,7 @@ def test_text_refuses_image_augmentation(glue: dict) -> None:
 def test_tiny_transformer_ignores_padding_and_trains(glue: dict) -> None:
     dm = datamodule(glue)
     model = tiny_model(dm).eval()
-    index, x, y = next(iter(dm.pool_dataloader()))
+    _index, x, y = next(iter(dm.pool_dataloader()))
     logits = model(x)
     assert logits.shape == (len(y), 2)
     # A text scored alone (no padding) gets the logits it got inside the padded batch.

@@ -87,7 +87,7 @@ def test_byte_tokens_are_each_split_files_bytes_then_end_of_document(corpus: Pat
         assert file.tokens.dtype == np.uint16 and memory_mapped(file.tokens)
         assert file.documents and file.vocab_size == 257 and file.eos_token_id == 256
         for document, start, end in file.documents:
-            expected = list((corpus / document).read_bytes()) + [256]
+            expected = [*list((corpus / document).read_bytes()), 256]
             assert file.tokens[start:end].tolist() == expected, (name, document)
         assert file.documents[-1][2] == len(file)
     assert dm.num_classes == 257 and dm.input_shape == (SEQ_LEN,) and dm.target_kind == "tokens"
@@ -412,9 +412,11 @@ def test_token_store_refuses_other_data_naming_what_differs(tmp_path: Path) -> N
 
 def test_an_incomplete_or_damaged_token_store_is_never_opened(tmp_path: Path) -> None:
     path = tmp_path / "il.tokens"
-    with pytest.raises(StoreError, match="2 of 12 pool windows have no IL"):
-        with TokenLossWriter(path, 100, 8, fingerprint()) as writer:
-            writer.write_windows(torch.arange(10), torch.ones(10, 8))
+    with (
+        pytest.raises(StoreError, match="2 of 12 pool windows have no IL"),
+        TokenLossWriter(path, 100, 8, fingerprint()) as writer,
+    ):
+        writer.write_windows(torch.arange(10), torch.ones(10, 8))
     assert not path.exists() and not list(tmp_path.glob(".il.tokens.*"))  # the temporary file is gone too
     with TokenLossWriter(path, 100, 8, fingerprint()) as writer:
         writer.write_windows(torch.arange(12), torch.full((12, 8), float("nan")))
@@ -491,7 +493,7 @@ def test_the_code_corpus_and_tiny_gpt2_configs_build_the_datamodule_and_model(co
     assert str(dm.cache_dir).startswith(str(tmp_path)) and dm.on_device
     model = build_model_for(cfg.model, dm, LanguageModeling().fit_to(dm))
     assert isinstance(model, CausalLM) and model.model.config.n_positions == SEQ_LEN
-    index, x, y = next(iter(dm.train_dataloader()))
+    _index, x, _y = next(iter(dm.train_dataloader()))
     assert model(x).shape == (8, SEQ_LEN, 257)
     default = instantiate(config_in(tmp_path, "train", "~experiment", "datamodule=code_corpus").datamodule)
     assert default.source_dir == Path(sysconfig.get_paths()["stdlib"]) and default.tokenizer == "bpe"
