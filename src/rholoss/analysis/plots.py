@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ def _save(figure: Any, folder: Path, name: str) -> list[Path]:
     paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
     figure.tight_layout()
     for path in paths:
-        atomic_write(path, lambda file, fmt=path.suffix[1:]: figure.savefig(file, format=fmt, dpi=150))
+        atomic_write(path, functools.partial(figure.savefig, format=path.suffix[1:], dpi=150))
     return paths
 
 

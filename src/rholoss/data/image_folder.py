@@ -40,7 +40,7 @@ def decode_images(paths: list[Path]) -> np.ndarray:
     """RGB images ``(N, 3, H, W)`` uint8; all must have the same size to share one array."""
     from PIL import Image
 
-    images = []
+    images: list[np.ndarray] = []
     for path in paths:
         with Image.open(path) as image:
             array = np.asarray(image.convert("RGB"))
@@ -83,7 +83,7 @@ class ImageFolderDataModule(PoolDataModule):
 
     name = "image_folder"
     split_dirs: ClassVar[dict[str, str]] = {"train": "train", "test": "test", "holdout": "holdout", "val": "val"}
-    required = ("train", "test")
+    required: tuple[str, ...] = ("train", "test")
     how_to_get = "Put your images there as <split>/<class name>/<image file>."
 
     def __init__(
@@ -107,9 +107,9 @@ class ImageFolderDataModule(PoolDataModule):
         folders = [self.data_dir / self.split_dirs[split] for split in self.required]
         missing = [folder for folder in folders if not folder.is_dir()]
         if missing or not classes:
-            folders = ", ".join(f"{self.split_dirs[s]}/" for s in self.required)
+            names = ", ".join(f"{self.split_dirs[s]}/" for s in self.required)
             raise FileNotFoundError(
-                f"{self.name}: expected the folders {folders} with one subfolder of images per class in "
+                f"{self.name}: expected the folders {names} with one subfolder of images per class in "
                 f"datamodule.data_dir={self.data_dir}, but "
                 f"{', '.join(map(str, missing)) or 'train/ has no class folders'} "
                 f"{'is' if len(missing) <= 1 else 'are'} missing. {self.how_to_get}"

@@ -34,7 +34,7 @@ class MNISTDataModule(IdxDataModule):
     num_classes = 10
     input_shape = (1, 28, 28)
     file_groups = MNIST_FILE_GROUPS
-    torchvision_dirs = ("MNIST",)
+    torchvision_dirs: ClassVar[tuple[str, ...]] = ("MNIST",)
     mean, std = MNIST_MEAN, MNIST_STD
     how_to_get = (
         "Put the files into datamodule.data_dir (from https://yann.lecun.com/exdb/mnist/ or any mirror), "

@@ -92,21 +92,21 @@ class TokenLossWriter:
         """The IL model's per-token losses ``[B, seq_len]`` on pool windows ``index`` (loss ``t`` of a
         row: on predicting the window's target ``t``). Runs of consecutive windows (a pool loader's
         batches) are one write each."""
-        index = torch.as_tensor(index).long().cpu().numpy()
-        if tuple(losses.shape) != (len(index), self.seq_len):
+        windows = torch.as_tensor(index).long().cpu().numpy()
+        if tuple(losses.shape) != (len(windows), self.seq_len):
             raise ValueError(
-                f"write_windows needs losses of shape [{len(index)}, {self.seq_len}], got {tuple(losses.shape)}."
+                f"write_windows needs losses of shape [{len(windows)}, {self.seq_len}], got {tuple(losses.shape)}."
             )
-        if len(index) == 0:
+        if len(windows) == 0:
             return
-        if index.min() < 0 or index.max() >= self.num_windows:
+        if windows.min() < 0 or windows.max() >= self.num_windows:
             raise ValueError(f"Window indices must lie in [0, {self.num_windows}).")
-        order = np.argsort(index, kind="stable")
-        index, rows = index[order], losses.detach().to("cpu", torch.float16).numpy()[order]
-        breaks = np.flatnonzero(np.diff(index) != 1) + 1
-        for run_index, run_rows in zip(np.split(index, breaks), np.split(rows, breaks), strict=True):
+        order = np.argsort(windows, kind="stable")
+        windows, rows = windows[order], losses.detach().to("cpu", torch.float16).numpy()[order]
+        breaks = np.flatnonzero(np.diff(windows) != 1) + 1
+        for run_index, run_rows in zip(np.split(windows, breaks), np.split(rows, breaks), strict=True):
             self._write(int(run_index[0]) * self.seq_len + 1, run_rows)
-        self.written[index] = True
+        self.written[windows] = True
 
     def __enter__(self) -> TokenLossWriter:
         return self

@@ -206,7 +206,7 @@ class OnlineBatchSelection(SupervisedModule):
 
     def refresh_score_cache(self) -> None:
         """Outputs (or losses) of every pool point under the current model, from one pass over the pool."""
-        for index, x, y in self.trainer.datamodule.pool_dataloader():
+        for index, x, y in self.trainer.datamodule.pool_dataloader():  # type: ignore[attr-defined]  # set on the Trainer by a Lightning connector: mypy cannot see it
             index, y = index.to(self.device), y.to(self.device)
             outputs = self._selection_forward(map_inputs(x, lambda t: t.to(self.device, non_blocking=True)))
             self._cache(index, outputs, y)
