@@ -63,7 +63,7 @@ def sample_inputs(datamodule: PoolDataModule) -> Any:
     datamodule's loaders collate them, on the CPU."""
     split = datamodule.split(datamodule.train_split)
     collate = datamodule.collate_fn or default_collate
-    indices = [i % len(split) for i in range(CHECK_BATCH)]
+    indices = [i % len(split) for i in range(CHECK_BATCH)]  # type: ignore[arg-type]  # torch's Dataset declares no __len__; every split is sized
     # As a DataLoader fetches: a dataset that reads whole batches at once (token windows) does so.
     items = split.__getitems__(indices) if hasattr(split, "__getitems__") else [split[i] for i in indices]
     _, inputs, _ = collate(items)

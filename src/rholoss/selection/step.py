@@ -97,6 +97,7 @@ def score_batch(
     if method.needs_forward and outputs is None and (point_loss is None or method.needs_class_logits):
         outputs = selection_forward(model, x, precision, model_mode)
     if method.needs_forward and point_loss is None:
+        assert outputs is not None  # computed just above whenever point_loss was not given
         point_loss = task.point_loss(outputs, y)
     return SelectionInput(
         targets=y,
