@@ -49,18 +49,30 @@ def steps_per_second(
 ) -> float:
     torch.manual_seed(0)
     module = OnlineBatchSelection(
-        resnet18((3, 32, 32), 10), 10, selection=method,
+        resnet18((3, 32, 32), 10),
+        10,
+        selection=method,
         # uniform draws only the n_b points it trains on (as run.py does), so it keeps all of them
-        percent_train=1.0 if method == "uniform" else 0.1, precision=precision,
+        percent_train=1.0 if method == "uniform" else 0.1,
+        precision=precision,
         augment=BatchAugment(4) if args.augment else None,
     )
     module.set_irreducible_losses(il)
     module.prepare_pool(len(il))
     clock = StepClock(args.warmup)
     trainer = pl.Trainer(
-        accelerator=args.device, devices=1, precision=args.train_precision, max_steps=args.warmup + args.steps,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, num_sanity_val_steps=0, callbacks=[clock], log_every_n_steps=50,
+        accelerator=args.device,
+        devices=1,
+        precision=args.train_precision,
+        max_steps=args.warmup + args.steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[clock],
+        log_every_n_steps=50,
     )
     trainer.fit(module, datamodule=datamodule)
     return args.steps / (clock.end - clock.start)
@@ -89,7 +101,11 @@ def main() -> None:
 
     samples: dict[str, list[float]] = {}
     datamodule = SyntheticDataModule(
-        num_train=args.pool + 5_000, num_test=1_000, image_shape=[3, 32, 32], val_size=5_000, holdout_fraction=0.0,
+        num_train=args.pool + 5_000,
+        num_test=1_000,
+        image_shape=[3, 32, 32],
+        val_size=5_000,
+        holdout_fraction=0.0,
         batch_size=args.large_batch,
     )
     datamodule.setup()
@@ -102,12 +118,18 @@ def main() -> None:
             samples.setdefault(key, []).append(steps_per_second(datamodule, il, method, precision, args))
     median = {key: statistics.median(values) for key, values in samples.items()}
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else args.device
-    summary = {"settings": vars(args) | {"output": str(args.output), "device_name": device_name}, "median": median, "samples": samples}
+    summary = {
+        "settings": vars(args) | {"output": str(args.output), "device_name": device_name},
+        "median": median,
+        "samples": samples,
+    }
     atomic_write_json(summary, args.output)
 
     base = median["uniform/32/on_device"]
-    print(f"ResNet-18, CIFAR-size inputs, n_B={args.large_batch}, n_b={selection_size(args.large_batch, 0.1)}, "
-          f"{device_name}, training precision {args.train_precision}, augment {args.augment}, median of {args.repeats}\n")
+    print(
+        f"ResNet-18, CIFAR-size inputs, n_B={args.large_batch}, n_b={selection_size(args.large_batch, 0.1)}, "
+        f"{device_name}, training precision {args.train_precision}, augment {args.augment}, median of {args.repeats}\n"
+    )
     rows = []
     for key, value in median.items():
         method, precision, data = key.split("/")

@@ -58,10 +58,18 @@ def default_trainer(method: str, max_steps: int, callbacks: list[pl.Callback], o
     """The trainer run.py builds from the composed default configs (only the step budget and the
     output folder changed; CPU, as the raw loop)."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[
-            "experiment=fmnist_noisy_mlp", f"selection={method}", "trainer=cpu", f"trainer.max_steps={max_steps}",
-            "val_every_n_steps=500", f"paths.root_dir={output_dir}", f"paths.output_dir={output_dir}",
-        ])
+        cfg = compose(
+            "train",
+            overrides=[
+                "experiment=fmnist_noisy_mlp",
+                f"selection={method}",
+                "trainer=cpu",
+                f"trainer.max_steps={max_steps}",
+                "val_every_n_steps=500",
+                f"paths.root_dir={output_dir}",
+                f"paths.output_dir={output_dir}",
+            ],
+        )
     return trainer_for(cfg, output_dir, callbacks)
 
 
@@ -72,9 +80,12 @@ def lightning_steps_per_second(
     the project's default configs."""
     torch.manual_seed(0)
     module = OnlineBatchSelection(
-        MLP((1, 28, 28), 10), 10, selection=method,
+        MLP((1, 28, 28), 10),
+        10,
+        selection=method,
         # uniform draws only the n_b points it trains on (as run.py does), so it keeps all of them
-        percent_train=1.0 if method == "uniform" else 0.1, precision=precision
+        percent_train=1.0 if method == "uniform" else 0.1,
+        precision=precision,
     )
     module.set_irreducible_losses(il)
     module.prepare_pool(len(il), datamodule.corrupted)
@@ -84,15 +95,24 @@ def lightning_steps_per_second(
             trainer = default_trainer(method, warmup + steps, [ValCurve(), clock], Path(output_dir))
         else:
             trainer = pl.Trainer(
-                accelerator="cpu", max_steps=warmup + steps, logger=False, enable_checkpointing=False,
-                enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-                callbacks=[clock], log_every_n_steps=50,
+                accelerator="cpu",
+                max_steps=warmup + steps,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                limit_val_batches=0,
+                num_sanity_val_steps=0,
+                callbacks=[clock],
+                log_every_n_steps=50,
             )
         trainer.fit(module, datamodule=datamodule)
     return steps / (clock.end - clock.start)
 
 
-def raw_steps_per_second(x_pool, y_pool, il, method: str, large_batch: int, steps: int, warmup: int, precision: str) -> float:
+def raw_steps_per_second(
+    x_pool, y_pool, il, method: str, large_batch: int, steps: int, warmup: int, precision: str
+) -> float:
     torch.manual_seed(0)
     model = MLP((1, 28, 28), 10)
     optimizer = torch.optim.AdamW(model.parameters())
@@ -174,10 +194,14 @@ def main() -> None:
                 lightning_steps_per_second(datamodule, il, method, args.steps, args.warmup, args.precision)
             )
             samples.setdefault(f"defaults/{method}", []).append(
-                lightning_steps_per_second(datamodule, il, method, args.steps, args.warmup, args.precision, defaults=True)
+                lightning_steps_per_second(
+                    datamodule, il, method, args.steps, args.warmup, args.precision, defaults=True
+                )
             )
             samples.setdefault(f"raw/{method}", []).append(
-                raw_steps_per_second(x_pool, y_pool, il, method, args.large_batch, args.steps, args.warmup, args.precision)
+                raw_steps_per_second(
+                    x_pool, y_pool, il, method, args.large_batch, args.steps, args.warmup, args.precision
+                )
             )
         datamodule.on_device = False  # the same module fed by a DataLoader (per-sample __getitem__ + collate)
         samples.setdefault("lightning/reducible_loss/dataloader", []).append(
@@ -199,8 +223,12 @@ def main() -> None:
         "median": median,
         "samples": samples,
         # Medians of each repeat's ratio: a drift in machine load hits both sides of a repeat alike.
-        "lightning_over_raw": {m: paired_ratio(samples, f"lightning/{m}", f"raw/{m}") for m in ("uniform", "reducible_loss")},
-        "defaults_over_raw": {m: paired_ratio(samples, f"defaults/{m}", f"raw/{m}") for m in ("uniform", "reducible_loss")},
+        "lightning_over_raw": {
+            m: paired_ratio(samples, f"lightning/{m}", f"raw/{m}") for m in ("uniform", "reducible_loss")
+        },
+        "defaults_over_raw": {
+            m: paired_ratio(samples, f"defaults/{m}", f"raw/{m}") for m in ("uniform", "reducible_loss")
+        },
         "reducible_step_over_uniform_step": rho_ms / uniform_ms,
         "extra_ms_over_forward_ms": (rho_ms - uniform_ms) / forward_ms,
         "on_device_over_dataloader": median["lightning/reducible_loss"] / median["lightning/reducible_loss/dataloader"],
@@ -210,28 +238,52 @@ def main() -> None:
     }
     atomic_write_json(summary, args.output)
 
-    print(f"MLP on Fashion-MNIST, n_B={args.large_batch}, n_b={selection_size(args.large_batch, 0.1)}, "
-          f"selection precision {args.precision}, {torch.get_num_threads()} threads, median of {args.repeats}\n")
+    print(
+        f"MLP on Fashion-MNIST, n_B={args.large_batch}, n_b={selection_size(args.large_batch, 0.1)}, "
+        f"selection precision {args.precision}, {torch.get_num_threads()} threads, median of {args.repeats}\n"
+    )
     rows = [
-        [method, f"{median[f'raw/{method}']:.1f}", f"{median[f'lightning/{method}']:.1f}",
-         f"{summary['lightning_over_raw'][method]:.2f}", f"{median[f'defaults/{method}']:.1f}",
-         f"{summary['defaults_over_raw'][method]:.2f}"]
+        [
+            method,
+            f"{median[f'raw/{method}']:.1f}",
+            f"{median[f'lightning/{method}']:.1f}",
+            f"{summary['lightning_over_raw'][method]:.2f}",
+            f"{median[f'defaults/{method}']:.1f}",
+            f"{summary['defaults_over_raw'][method]:.2f}",
+        ]
         for method in ("uniform", "reducible_loss")
     ]
-    print(markdown_table(
-        ["method", "raw loop steps/s", "bare Trainer steps/s", "bare / raw", "default configs steps/s", "defaults / raw"],
-        rows,
-    ))
+    print(
+        markdown_table(
+            [
+                "method",
+                "raw loop steps/s",
+                "bare Trainer steps/s",
+                "bare / raw",
+                "default configs steps/s",
+                "defaults / raw",
+            ],
+            rows,
+        )
+    )
     print("steps/s: medians over the repeats; ratios: medians of each repeat's ratio (A/B interleaved).")
-    print(f"\nreducible_loss step / uniform step: {summary['reducible_step_over_uniform_step']:.2f} "
-          f"({rho_ms:.2f} ms vs {uniform_ms:.2f} ms)")
-    print(f"extra time of a reducible_loss step / bare inference forward over n_B: "
-          f"{summary['extra_ms_over_forward_ms']:.2f} ({rho_ms - uniform_ms:.2f} ms vs {forward_ms:.2f} ms)")
-    print(f"reducible_loss on-device data / DataLoader: {summary['on_device_over_dataloader']:.2f} "
-          f"({median['lightning/reducible_loss']:.1f} vs {median['lightning/reducible_loss/dataloader']:.1f} steps/s)")
-    print(f"loading alone, on-device / DataLoader: {summary['loader_on_device_over_dataloader']:.1f} "
-          f"({median['loader_batches_per_second/on_device']:.0f} vs "
-          f"{median['loader_batches_per_second/dataloader']:.0f} large batches/s)")
+    print(
+        f"\nreducible_loss step / uniform step: {summary['reducible_step_over_uniform_step']:.2f} "
+        f"({rho_ms:.2f} ms vs {uniform_ms:.2f} ms)"
+    )
+    print(
+        f"extra time of a reducible_loss step / bare inference forward over n_B: "
+        f"{summary['extra_ms_over_forward_ms']:.2f} ({rho_ms - uniform_ms:.2f} ms vs {forward_ms:.2f} ms)"
+    )
+    print(
+        f"reducible_loss on-device data / DataLoader: {summary['on_device_over_dataloader']:.2f} "
+        f"({median['lightning/reducible_loss']:.1f} vs {median['lightning/reducible_loss/dataloader']:.1f} steps/s)"
+    )
+    print(
+        f"loading alone, on-device / DataLoader: {summary['loader_on_device_over_dataloader']:.1f} "
+        f"({median['loader_batches_per_second/on_device']:.0f} vs "
+        f"{median['loader_batches_per_second/dataloader']:.0f} large batches/s)"
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ METHODS = ("uniform", "reducible_loss")
 
 def config(name: str, root: Path, output: str, overrides: list[str]) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(name, overrides=[*QUIET, f"paths.root_dir={root}", f"paths.output_dir={root / output}", *overrides])
+        return compose(
+            name, overrides=[*QUIET, f"paths.root_dir={root}", f"paths.output_dir={root / output}", *overrides]
+        )
 
 
 def main() -> None:
@@ -52,7 +54,9 @@ def main() -> None:
     runs: dict[int, dict[str, dict[str, Any]]] = {}
     for seed in args.seeds:
         runs[seed] = {
-            method: train(config("train", args.root, f"{method}-{seed}", [*common, f"selection={method}", f"seed={seed}"]))
+            method: train(
+                config("train", args.root, f"{method}-{seed}", [*common, f"selection={method}", f"seed={seed}"])
+            )
             for method in METHODS
         }
 
@@ -62,44 +66,70 @@ def main() -> None:
         target = by_method["uniform"]["val_curve"][-1][1]
         for method, result in by_method.items():
             reached = first_reaching(result["val_curve"], target, metric)
-            rows.append({
-                "seed": seed,
-                "method": method,
-                "target": target,
-                "steps_to_target": reached[0] if reached else None,
-                "seconds_to_target": round(reached[1], 2) if reached else None,
-                f"best_val_{metric.short}": result[f"best_val_{metric.short}"],
-                f"test_{metric.short}": result[f"test_{metric.short}"],
-                "wall_seconds": result["wall_seconds"],
-                "steps": result["steps"],
-            })
-    faster = {
-        seed: _seconds(rows, seed, "reducible_loss") < _seconds(rows, seed, "uniform") for seed in args.seeds
-    }
+            rows.append(
+                {
+                    "seed": seed,
+                    "method": method,
+                    "target": target,
+                    "steps_to_target": reached[0] if reached else None,
+                    "seconds_to_target": round(reached[1], 2) if reached else None,
+                    f"best_val_{metric.short}": result[f"best_val_{metric.short}"],
+                    f"test_{metric.short}": result[f"test_{metric.short}"],
+                    "wall_seconds": result["wall_seconds"],
+                    "steps": result["steps"],
+                }
+            )
+    faster = {seed: _seconds(rows, seed, "reducible_loss") < _seconds(rows, seed, "uniform") for seed in args.seeds}
     summary = {
         "experiment": args.experiment,
         "overrides": args.overrides,
-        "il_stage": {"wall_seconds": il["wall_seconds"], f"val_{metric.short}": il[f"val_{metric.short}"], "steps": il["steps"]},
+        "il_stage": {
+            "wall_seconds": il["wall_seconds"],
+            f"val_{metric.short}": il[f"val_{metric.short}"],
+            "steps": il["steps"],
+        },
         "rows": rows,
         "reducible_loss_faster_every_seed": all(faster.values()),
-        "median_seconds_to_target": {
-            m: statistics.median(_seconds(rows, s, m) for s in args.seeds) for m in METHODS
-        },
+        "median_seconds_to_target": {m: statistics.median(_seconds(rows, s, m) for s in args.seeds) for m in METHODS},
     }
     atomic_write_json(summary, args.output)
 
     short = metric.short
-    print(f"{args.experiment}: time to the uniform run's final val {metric.label} (same seed); IL stage "
-          f"{il['wall_seconds']:.1f} s once (val {short} {il[f'val_{short}']:.4f}), not included below\n")
-    header = ["seed", "method", f"target val {short}", "steps to target", "seconds to target", "run seconds", f"test {short}"]
-    print(markdown_table(header, [
-        [row["seed"], row["method"], f"{row['target']:.4f}", _show(row["steps_to_target"]),
-         _show(row["seconds_to_target"]), f"{row['wall_seconds']:.1f}", f"{row[f'test_{short}']:.4f}"]
-        for row in rows
-    ]))
+    print(
+        f"{args.experiment}: time to the uniform run's final val {metric.label} (same seed); IL stage "
+        f"{il['wall_seconds']:.1f} s once (val {short} {il[f'val_{short}']:.4f}), not included below\n"
+    )
+    header = [
+        "seed",
+        "method",
+        f"target val {short}",
+        "steps to target",
+        "seconds to target",
+        "run seconds",
+        f"test {short}",
+    ]
+    print(
+        markdown_table(
+            header,
+            [
+                [
+                    row["seed"],
+                    row["method"],
+                    f"{row['target']:.4f}",
+                    _show(row["steps_to_target"]),
+                    _show(row["seconds_to_target"]),
+                    f"{row['wall_seconds']:.1f}",
+                    f"{row[f'test_{short}']:.4f}",
+                ]
+                for row in rows
+            ],
+        )
+    )
     medians = summary["median_seconds_to_target"]
-    print(f"\nmedian seconds to target: uniform {medians['uniform']:.1f}, reducible_loss "
-          f"{medians['reducible_loss']:.1f}; reducible_loss faster on every seed: {summary['reducible_loss_faster_every_seed']}")
+    print(
+        f"\nmedian seconds to target: uniform {medians['uniform']:.1f}, reducible_loss "
+        f"{medians['reducible_loss']:.1f}; reducible_loss faster on every seed: {summary['reducible_loss_faster_every_seed']}"
+    )
 
 
 def _seconds(rows: list[dict[str, Any]], seed: int, method: str) -> float:

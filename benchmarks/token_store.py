@@ -67,7 +67,13 @@ def per_call_ms(function: Callable[[], object], repeats: int) -> tuple[float, fl
 
 def write_store(path: Path, tokens: int, seq_len: int) -> None:
     windows = num_windows(tokens, seq_len)
-    fingerprint = {"dataset": "synthetic", "pool_size": windows, "pool_tokens": tokens, "seq_len": seq_len, "digest": "0"}
+    fingerprint = {
+        "dataset": "synthetic",
+        "pool_size": windows,
+        "pool_tokens": tokens,
+        "seq_len": seq_len,
+        "digest": "0",
+    }
     generator = torch.Generator().manual_seed(0)
     with TokenLossWriter(path, tokens, seq_len, fingerprint) as writer:
         for start in range(0, windows, WRITE_WINDOWS):
@@ -81,6 +87,66 @@ def token_chunks(tokens: int, vocab_size: int) -> Iterator[tuple[str, np.ndarray
         yield f"chunk {start}", rng.integers(0, vocab_size, min(1 << 22, tokens - start), dtype=np.int64)
 
 
+def measure(
+    folder: Path, args: argparse.Namespace, windows: int, rows: list[list[object]], summary: dict[str, object]
+) -> None:
+    """Every phase, on files in ``folder``: a row each in ``rows``, timings in ``summary``. The memory
+    maps it opens are released when it returns, before the caller deletes the folder."""
+    store_path, tokens_path = folder / "il.tokens", folder / "pool.bin"
+    seconds, _ = timed(lambda: write_store(store_path, args.tokens, args.seq_len))
+    rows.append(
+        [
+            "write IL store (chunked, atomic)",
+            f"{seconds:.2f} s",
+            f"{store_path.stat().st_size / 2**20:.0f} MiB",
+            *memory(),
+        ]
+    )
+    summary["write_store_s"] = seconds
+
+    seconds, store = timed(lambda: TokenLossStore.open(store_path, verify=False))
+    rows.append(["open IL store (map only)", f"{seconds * 1000:.2f} ms", "", *memory()])
+    summary["open_store_s"] = seconds
+    seconds, _ = timed(lambda: TokenLossStore.open(store_path))
+    rows.append(["open IL store + NaN check (one chunked read)", f"{seconds:.2f} s", "", *memory()])
+    summary["open_verified_store_s"] = seconds
+    seconds, sequence = timed(store.sequence_losses)
+    rows.append(["per-sequence IL of every window", f"{seconds:.2f} s", f"{len(sequence)} windows", *memory()])
+    summary["sequence_losses_s"] = seconds
+
+    generator = torch.Generator().manual_seed(1)
+    draw = lambda: torch.randint(0, windows, (args.windows,), generator=generator)  # noqa: E731
+    median, p95 = per_call_ms(lambda: store.gather(draw()), args.repeats)
+    rows.append(
+        [
+            f"gather IL [{args.windows}, {args.seq_len}] (random windows)",
+            f"{median:.2f} ms (p95 {p95:.2f})",
+            "",
+            *memory(),
+        ]
+    )
+    summary["gather_il_ms"] = {"median": median, "p95": p95}
+
+    seconds, token_file = timed(
+        lambda: write_token_file(tokens_path, token_chunks(args.tokens, 50_257), 50_257, "synthetic")
+    )
+    rows.append(
+        [
+            "write token file (uint16, chunked, atomic)",
+            f"{seconds:.2f} s",
+            f"{tokens_path.stat().st_size / 2**20:.0f} MiB",
+            *memory(),
+        ]
+    )
+    summary["write_tokens_s"] = seconds
+    pool = TokenWindows(token_file.tokens, args.seq_len)
+    median, p95 = per_call_ms(lambda: pool.__getitems__(draw().tolist()), args.repeats)
+    rows.append(
+        [f"gather windows x, y [{args.windows}, {args.seq_len}]", f"{median:.2f} ms (p95 {p95:.2f})", "", *memory()]
+    )
+    summary["gather_windows_ms"] = {"median": median, "p95": p95}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=100_000_000)
@@ -91,41 +157,18 @@ def main() -> None:
     args = parser.parse_args()
     windows = num_windows(args.tokens, args.seq_len)
     rows: list[list[object]] = []
-    summary: dict[str, object] = {"tokens": args.tokens, "seq_len": args.seq_len, "windows": windows, "batch_windows": args.windows}
+    summary: dict[str, object] = {
+        "tokens": args.tokens,
+        "seq_len": args.seq_len,
+        "windows": windows,
+        "batch_windows": args.windows,
+    }
     rows.append(["(the interpreter with torch and rholoss loaded)", "", "", *memory()])
     with tempfile.TemporaryDirectory() as folder:
-        store_path, tokens_path = Path(folder) / "il.tokens", Path(folder) / "pool.bin"
-        seconds, _ = timed(lambda: write_store(store_path, args.tokens, args.seq_len))
-        rows.append(["write IL store (chunked, atomic)", f"{seconds:.2f} s", f"{store_path.stat().st_size / 2**20:.0f} MiB", *memory()])
-        summary["write_store_s"] = seconds
-
-        seconds, store = timed(lambda: TokenLossStore.open(store_path, verify=False))
-        rows.append(["open IL store (map only)", f"{seconds * 1000:.2f} ms", "", *memory()])
-        summary["open_store_s"] = seconds
-        seconds, _ = timed(lambda: TokenLossStore.open(store_path))
-        rows.append(["open IL store + NaN check (one chunked read)", f"{seconds:.2f} s", "", *memory()])
-        summary["open_verified_store_s"] = seconds
-        seconds, sequence = timed(store.sequence_losses)
-        rows.append(["per-sequence IL of every window", f"{seconds:.2f} s", f"{len(sequence)} windows", *memory()])
-        summary["sequence_losses_s"] = seconds
-
-        generator = torch.Generator().manual_seed(1)
-        draw = lambda: torch.randint(0, windows, (args.windows,), generator=generator)  # noqa: E731
-        median, p95 = per_call_ms(lambda: store.gather(draw()), args.repeats)
-        rows.append([f"gather IL [{args.windows}, {args.seq_len}] (random windows)", f"{median:.2f} ms (p95 {p95:.2f})", "", *memory()])
-        summary["gather_il_ms"] = {"median": median, "p95": p95}
-
-        seconds, token_file = timed(lambda: write_token_file(tokens_path, token_chunks(args.tokens, 50_257), 50_257, "synthetic"))
-        rows.append(["write token file (uint16, chunked, atomic)", f"{seconds:.2f} s", f"{tokens_path.stat().st_size / 2**20:.0f} MiB", *memory()])
-        summary["write_tokens_s"] = seconds
-        pool = TokenWindows(token_file.tokens, args.seq_len)
-        median, p95 = per_call_ms(lambda: pool.__getitems__(draw().tolist()), args.repeats)
-        rows.append([f"gather windows x, y [{args.windows}, {args.seq_len}]", f"{median:.2f} ms (p95 {p95:.2f})", "", *memory()])
-        summary["gather_windows_ms"] = {"median": median, "p95": p95}
-        del store, pool, token_file
+        measure(Path(folder), args, windows, rows, summary)
     summary["peak_rss_mib"] = peak_rss_mib()
     header = ["operation", "time", "size", "private MiB", "mapped file MiB", "peak RSS MiB"]
-    summary["table"] = [dict(zip(header, row)) for row in rows]
+    summary["table"] = [dict(zip(header, row, strict=True)) for row in rows]
     atomic_write_json(summary, args.output)
     print(f"{args.tokens:,} tokens, seq_len {args.seq_len}: {windows:,} windows; memory after each phase\n")
     print(markdown_table(header, rows))

@@ -57,3 +57,18 @@ def one_thread() -> Iterator[None]:
     yield
     torch.set_num_threads(threads)
 
+
+@pytest.fixture
+def selected(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
+    """Every step's selected pool indices, in order (for the resume and same-seed tests)."""
+    from rholoss.modules import OnlineBatchSelection  # imported here: most tests never train
+
+    record: list[torch.Tensor] = []
+    log_statistics = OnlineBatchSelection._log_selection_statistics
+
+    def recording(self, index, selection, scored, loss) -> None:
+        record.append(index[selection.positions].cpu())
+        log_statistics(self, index, selection, scored, loss)
+
+    monkeypatch.setattr(OnlineBatchSelection, "_log_selection_statistics", recording)
+    return record

@@ -172,7 +172,7 @@ def write_image_folder(
         images = cifar_like_images(y, seed=seed + split_number)
         if size != 32:
             images = np.repeat(np.repeat(images, -(-size // 32), axis=2), -(-size // 32), axis=3)[:, :, :size, :size]
-        for i, (image, label) in enumerate(zip(images, y)):
+        for i, (image, label) in enumerate(zip(images, y, strict=True)):
             path = Path(root) / split / classes[label] / f"{i:05d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image.transpose(1, 2, 0)).save(path)
@@ -218,6 +218,8 @@ def write_clothing1m(
     for split, name in names.items():
         (annotations / f"{name}_key_list.txt").write_text("".join(f"{k}\n" for k, _ in lists[split]))
     return lists
+
+
 # Words that decide a fixture sentence's label, and words that carry no signal.
 _POSITIVE = ["good", "great", "fine", "lovely", "superb"]
 _NEGATIVE = ["bad", "awful", "poor", "dull", "broken"]
@@ -254,9 +256,9 @@ def write_glue_task(directory: Path, task: str, num_train: int = 300, num_dev: i
     for offset, (split, count) in enumerate((("train", num_train), ("dev", num_dev))):
         sentences, labels = glue_like_sentences(count, seed=seed + offset)
         if task == "cola":
-            lines = [f"gj04\t{y}\t{'' if y else '*'}\t{s}" for s, y in zip(sentences, labels)]
+            lines = [f"gj04\t{y}\t{'' if y else '*'}\t{s}" for s, y in zip(sentences, labels, strict=True)]
         else:
-            lines = ["sentence\tlabel", *(f"{s}\t{y}" for s, y in zip(sentences, labels))]
+            lines = ["sentence\tlabel", *(f"{s}\t{y}" for s, y in zip(sentences, labels, strict=True))]
         (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
         written[split] = (sentences, labels)
     return written
@@ -278,7 +280,11 @@ def build_wordpiece_tokenizer(texts: list[str], directory: Path, vocab_size: int
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
     )
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        tokenizer_object=tokenizer,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
         mask_token="[MASK]",
     )
     fast.save_pretrained(str(directory))

@@ -27,15 +27,21 @@ def run_record(method: str, seed: int, folder: Path) -> dict[str, Any]:
     per_step = 1.0 if method == "loss" else 0.5
     curve = [[100 * (i + 1), acc, per_step * 100 * (i + 1)] for i, acc in enumerate(CURVES[method, seed])]
     return {
-        "stage": "target", "selection": method, "seed": seed, "val_curve": curve, "best_val_acc": max(CURVES[method, seed]),
-        "test_acc": CURVES[method, seed][-1] - 0.01, "noisy_selected_fraction": {"uniform": 0.1, "loss": 0.5}.get(method, 0.02),
-        "relevant_selected_fraction": None, "path": str(folder / f"{method}-{seed}"),
+        "stage": "target",
+        "selection": method,
+        "seed": seed,
+        "val_curve": curve,
+        "best_val_acc": max(CURVES[method, seed]),
+        "test_acc": CURVES[method, seed][-1] - 0.01,
+        "noisy_selected_fraction": {"uniform": 0.1, "loss": 0.5}.get(method, 0.02),
+        "relevant_selected_fraction": None,
+        "path": str(folder / f"{method}-{seed}"),
     }
 
 
 @pytest.fixture
 def sweep_dir(tmp_path: Path) -> Path:
-    for (method, seed) in CURVES:
+    for method, seed in CURVES:
         job = tmp_path / f"{method}-{seed}"
         job.mkdir()
         record = run_record(method, seed, tmp_path)
@@ -43,8 +49,7 @@ def sweep_dir(tmp_path: Path) -> Path:
         (job / "csv").mkdir()
         share = "" if method == "uniform" else "0.5"
         (job / "csv" / "metrics.csv").write_text(
-            "epoch,selection/top20_score_share,step,val/acc\n"
-            f"0,{share},49,\n0,,99,0.5\n0,{share and '0.7'},99,\n"
+            f"epoch,selection/top20_score_share,step,val/acc\n0,{share},49,\n0,,99,0.5\n0,{share and '0.7'},99,\n"
         )
     failed = tmp_path / "loss-2"
     failed.mkdir()
@@ -68,7 +73,7 @@ def test_speedup_in_the_papers_form(tmp_path: Path) -> None:
     assert rho["test"]["min"] == pytest.approx(0.85) and rho["test"]["max"] == pytest.approx(0.85)
     # Targets from uniform's first mean accuracy to its best; steps on each method's mean curve.
     assert summary["targets"][0] == pytest.approx(0.5) and summary["targets"][-1] == pytest.approx(0.79)
-    assert [t["curve_steps"] for t in rho["steps_to_targets"]][0] == 100
+    assert rho["steps_to_targets"][0]["curve_steps"] == 100
 
 
 def test_explicit_targets_and_curve_bands(tmp_path: Path) -> None:
@@ -80,7 +85,9 @@ def test_explicit_targets_and_curve_bands(tmp_path: Path) -> None:
     assert (seconds["mean"], seconds["min"], seconds["max"]) == (300.0, 300.0, 300.0)
     curve = mean_curve([r for r in runs if r["selection"] == "uniform"])
     assert curve["steps"] == [100, 200, 300, 400]
-    assert curve["min"] == pytest.approx([0.5, 0.6, 0.7, 0.78]) and curve["max"] == pytest.approx([0.5, 0.62, 0.72, 0.8])
+    assert curve["min"] == pytest.approx([0.5, 0.6, 0.7, 0.78]) and curve["max"] == pytest.approx(
+        [0.5, 0.62, 0.72, 0.8]
+    )
 
 
 def test_clear_errors(tmp_path: Path) -> None:

@@ -24,7 +24,9 @@ def images(n: int = 64, c: int = 3, h: int = 8, w: int = 8) -> Tensor:
 def windows(image: Tensor, padding: int) -> list[Tensor]:
     h, w = image.shape[-2:]
     padded = F.pad(image, (padding,) * 4)
-    return [padded[:, top : top + h, left : left + w] for top in range(2 * padding + 1) for left in range(2 * padding + 1)]
+    return [
+        padded[:, top : top + h, left : left + w] for top in range(2 * padding + 1) for left in range(2 * padding + 1)
+    ]
 
 
 def test_random_crop_returns_a_window_of_the_zero_padded_image() -> None:
@@ -33,7 +35,7 @@ def test_random_crop_returns_a_window_of_the_zero_padded_image() -> None:
     out = random_crop(x, padding=2)
     assert out.shape == x.shape
     offsets = set()
-    for original, cropped in zip(x, out):
+    for original, cropped in zip(x, out, strict=True):
         matches = [i for i, window in enumerate(windows(original, 2)) if torch.equal(window, cropped)]
         assert len(matches) == 1
         offsets.add(matches[0])
@@ -44,8 +46,8 @@ def test_random_flip_mirrors_about_half_of_the_images() -> None:
     x = images(n=400)
     torch.manual_seed(0)
     out = random_flip(x)
-    flipped = torch.tensor([torch.equal(o, i.flip(-1)) for o, i in zip(out, x)])
-    unchanged = torch.tensor([torch.equal(o, i) for o, i in zip(out, x)])
+    flipped = torch.tensor([torch.equal(o, i.flip(-1)) for o, i in zip(out, x, strict=True)])
+    unchanged = torch.tensor([torch.equal(o, i) for o, i in zip(out, x, strict=True)])
     assert bool((flipped ^ unchanged).all())
     assert 150 < int(flipped.sum()) < 250
 
@@ -100,8 +102,13 @@ def test_training_with_augmentation_from_the_config(tmp_path: Path) -> None:
         train(synthetic_config(tmp_path, "train", "selection=uniform", "datamodule.augment=true", output="vectors"))
     result = train(
         synthetic_config(
-            tmp_path, "train", "selection=loss", "datamodule.augment=true", "datamodule.image_shape=[1,6,6]",
-            "trainer.max_steps=10", output="images",
+            tmp_path,
+            "train",
+            "selection=loss",
+            "datamodule.augment=true",
+            "datamodule.image_shape=[1,6,6]",
+            "trainer.max_steps=10",
+            output="images",
         )
     )
     assert result["steps"] == 10 and 0.0 <= result["test_acc"] <= 1.0

@@ -41,14 +41,20 @@ def test_a_store_for_other_data_is_refused_before_training(
     store_for_the_default_pool: Path, tmp_path: Path, override: str, named: str
 ) -> None:
     with pytest.raises(StoreError, match=named) as error:
-        train(synthetic_config(tmp_path, "train", f"irreducible.path={store_for_the_default_pool}", override, output="run"))
+        train(
+            synthetic_config(
+                tmp_path, "train", f"irreducible.path={store_for_the_default_pool}", override, output="run"
+            )
+        )
     assert "Make a store for this data with run_irreducible.py" in str(error.value)
     assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_the_store_is_accepted_for_its_own_pool(store_for_the_default_pool: Path, tmp_path: Path) -> None:
     result = train(
-        synthetic_config(tmp_path, "train", f"irreducible.path={store_for_the_default_pool}", "trainer.max_steps=2", output="run")
+        synthetic_config(
+            tmp_path, "train", f"irreducible.path={store_for_the_default_pool}", "trainer.max_steps=2", output="run"
+        )
     )
     assert result["il_store"] == str(store_for_the_default_pool)
 
@@ -67,14 +73,20 @@ def test_a_store_for_another_dataset_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("accelerator", ["gpu", "cuda"])
 def test_cuda_requested_without_a_gpu(tmp_path: Path, accelerator: str) -> None:
     with pytest.raises(ValueError, match=f"trainer.accelerator={accelerator} asks for a CUDA GPU.*Use trainer=cpu"):
-        train_irreducible(synthetic_config(tmp_path, "train_irreducible", f"trainer.accelerator={accelerator}", output="run"))
+        train_irreducible(
+            synthetic_config(tmp_path, "train_irreducible", f"trainer.accelerator={accelerator}", output="run")
+        )
     assert not (tmp_path / "run").exists()  # refused before any output
 
 
 @pytest.mark.parametrize("classes", ["[]", "[7]", "[-1,2]"])
 def test_relevant_classes_outside_the_dataset_are_refused(tmp_path: Path, classes: str) -> None:
-    with pytest.raises(ValueError, match=r"relevant_classes=.* must be a non-empty list of this dataset's classes, 0 to 3"):
-        train_irreducible(synthetic_config(tmp_path, "train_irreducible", f"datamodule.relevant_classes={classes}", output="run"))
+    with pytest.raises(
+        ValueError, match=r"relevant_classes=.* must be a non-empty list of this dataset's classes, 0 to 3"
+    ):
+        train_irreducible(
+            synthetic_config(tmp_path, "train_irreducible", f"datamodule.relevant_classes={classes}", output="run")
+        )
 
 
 @pytest.mark.parametrize(
@@ -88,8 +100,12 @@ def test_an_empty_or_too_small_pool_is_refused(tmp_path: Path, subset: int, mess
     with pytest.raises(ValueError, match=message):
         train(
             synthetic_config(
-                tmp_path, "train", "selection=uniform", f"datamodule.train_subset={subset}",
-                "datamodule.holdout_fraction=0.99", output="run",
+                tmp_path,
+                "train",
+                "selection=uniform",
+                f"datamodule.train_subset={subset}",
+                "datamodule.holdout_fraction=0.99",
+                output="run",
             )
         )
 

@@ -28,20 +28,31 @@ def test_two_stages_from_the_command_line(tmp_path: Path) -> None:
     assert missing.returncode != 0
     assert "python run_irreducible.py experiment=synthetic_noisy_mlp datamodule.label_noise=0.3" in missing.stderr
 
-    il = run("run_irreducible.py", *QUIET, "datamodule.label_noise=0.3", f"hydra.run.dir={tmp_path / 'il'}", root=tmp_path)
+    il = run(
+        "run_irreducible.py", *QUIET, "datamodule.label_noise=0.3", f"hydra.run.dir={tmp_path / 'il'}", root=tmp_path
+    )
     assert il.returncode == 0, il.stderr
     assert "IL store written: " in il.stderr + il.stdout
     assert "IL model val accuracy" in il.stderr + il.stdout
     assert list((tmp_path / ".cache" / "irreducible").glob("synthetic-*/il-*.pt"))
 
     sweep = run(
-        "run.py", "-m", *QUIET, "datamodule.label_noise=0.3", "selection=uniform,reducible_loss", "seed=0,1",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}", root=tmp_path,
+        "run.py",
+        "-m",
+        *QUIET,
+        "datamodule.label_noise=0.3",
+        "selection=uniform,reducible_loss",
+        "seed=0,1",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        root=tmp_path,
     )
     assert sweep.returncode == 0, sweep.stderr
     results = load_results(tmp_path / "sweep")
     assert sorted((r["selection"], r["seed"]) for r in results) == [
-        ("reducible_loss", 0), ("reducible_loss", 1), ("uniform", 0), ("uniform", 1)
+        ("reducible_loss", 0),
+        ("reducible_loss", 1),
+        ("uniform", 0),
+        ("uniform", 1),
     ]
     assert all((Path(r["path"]) / ".hydra" / "config.yaml").is_file() for r in results)
     table = method_table(results)

@@ -43,7 +43,14 @@ def test_every_selection_function_has_a_config() -> None:
 def test_documented_overrides_just_work() -> None:
     cfg = compose_config(
         "train",
-        [*BASE, "datamodule.label_noise=0.2", "selection.percent_train=0.2", "seed=3", "trainer.max_steps=500", "selection=uniform"],
+        [
+            *BASE,
+            "datamodule.label_noise=0.2",
+            "selection.percent_train=0.2",
+            "seed=3",
+            "trainer.max_steps=500",
+            "selection=uniform",
+        ],
     )
     assert (cfg.datamodule.label_noise, cfg.selection.percent_train, cfg.seed) == (0.2, 0.2, 3)
     assert (cfg.trainer.max_steps, cfg.selection.name) == (500, "uniform")
@@ -51,7 +58,11 @@ def test_documented_overrides_just_work() -> None:
 
 @pytest.mark.parametrize(
     ("override", "listed"),
-    [("selection=reducible_los", "reducible_loss"), ("datamodule=fmnist", "fashion_mnist"), ("model=resnet", "resnet18")],
+    [
+        ("selection=reducible_los", "reducible_loss"),
+        ("datamodule=fmnist", "fashion_mnist"),
+        ("model=resnet", "resnet18"),
+    ],
 )
 def test_unknown_names_are_errors_that_list_the_options(override: str, listed: str) -> None:
     with pytest.raises(ConfigCompositionException, match=listed):

@@ -278,7 +278,7 @@ def _check_cifar_inputs(x: torch.Tensor, labels: torch.Tensor) -> None:
     pixels = (x * std + mean) * 255
     assert torch.allclose(pixels, pixels.round(), atol=1e-3)
     # the fixture's 255 band is in channel label % 3, rows 3 (label % 10) + 1.. : channel order and layout survive
-    for image, label in zip(pixels, labels.tolist()):
+    for image, label in zip(pixels, labels.tolist(), strict=True):
         row = 3 * (label % 10) + 1
         assert float(image[label % 3, row, 0]) == pytest.approx(255, abs=1e-3)
         assert float(image[(label + 1) % 3, row, 0]) <= 40 + 1e-3 and float(image[label % 3, row, 31]) <= 40 + 1e-3
@@ -326,7 +326,9 @@ def test_cifar_missing_files_name_them_and_the_download(tmp_path: Path) -> None:
         CIFAR10DataModule(data_dir=str(tmp_path), download=False).setup()
     message = str(info.value)
     assert "data_batch_3" in message and "data_batch_2" not in message
-    assert "cifar-10-python.tar.gz" in message and "download is disabled" in message and "datamodule.data_dir" in message
+    assert (
+        "cifar-10-python.tar.gz" in message and "download is disabled" in message and "datamodule.data_dir" in message
+    )
     with pytest.raises(FileNotFoundError, match=r"cifar-100-python/train.*cifar-100-python\.tar\.gz"):
         CIFAR100DataModule(data_dir=str(tmp_path), download=False).setup()
 
@@ -352,6 +354,7 @@ def test_cifar_corrupt_pickle_is_a_clear_error(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------ CINIC-10, image folders
 
+
 @pytest.fixture(scope="module")
 def cinic_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
     root = tmp_path_factory.mktemp("cinic") / "CINIC-10"
@@ -362,7 +365,9 @@ def _cinic(root: Path, **kwargs) -> CINIC10DataModule:
     return CINIC10DataModule(data_dir=str(root), **{"val_size": 10, "batch_size": 16, **kwargs})
 
 
-def test_cinic10_uses_the_three_folders_and_caches_the_decoded_images(cinic_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cinic10_uses_the_three_folders_and_caches_the_decoded_images(
+    cinic_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, labels = cinic_dir
     datamodule = _cinic(root)
     datamodule.setup()
@@ -383,7 +388,7 @@ def test_cinic10_uses_the_three_folders_and_caches_the_decoded_images(cinic_dir,
 
 
 def test_cinic10_inputs_are_the_png_pixels_normalised(cinic_dir) -> None:
-    root, labels = cinic_dir
+    root, _labels = cinic_dir
     datamodule = _cinic(root, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])
     sources = datamodule.load_sources()
     _check_cifar_inputs(sources.train.tensors[0], sources.train_targets)
@@ -394,7 +399,7 @@ def test_cinic10_relevance_keeps_five_classes_out_of_the_pool(cinic_dir) -> None
 
     from tests.conftest import compose_config
 
-    root, labels = cinic_dir
+    root, _labels = cinic_dir
     cfg = compose_config("train", ["paths.output_dir=/tmp/unused", "experiment=cinic10_relevance_resnet18_main"])
     assert list(cfg.datamodule.relevant_classes) == [0, 1, 2, 3, 4]
     datamodule = instantiate(cfg.datamodule, data_dir=str(root), val_size=10, batch_size=16)
@@ -437,7 +442,7 @@ def test_image_folder_missing_folders_and_mixed_sizes_are_clear_errors(tmp_path:
     with pytest.raises(FileNotFoundError, match=r"train/, valid/, test/.*datashare\.ed\.ac\.uk"):
         CINIC10DataModule(data_dir=str(tmp_path / "nowhere")).setup()
     write_image_folder(tmp_path, {"test": 4}, ["a", "b"], size=40)
-    with pytest.raises(ValueError, match="the test images are 40x40 but the train images 32x32.*resize them first"):
+    with pytest.raises(ValueError, match=r"the test images are 40x40 but the train images 32x32.*resize them first"):
         ImageFolderDataModule(data_dir=str(tmp_path), cache=False).load_sources()
     from PIL import Image
 
@@ -470,7 +475,7 @@ def test_clothing1m_scores_the_pool_without_augmentation(clothing_dir) -> None:
     root, lists = clothing_dir
     datamodule = Clothing1MDataModule(data_dir=str(root), batch_size=8, eval_batch_size=10, num_workers=0)
     datamodule.setup()
-    index, x, y = next(iter(datamodule.pool_dataloader()))
+    index, x, _y = next(iter(datamodule.pool_dataloader()))
     assert index.tolist() == list(range(10)) and x.shape == (10, 3, 224, 224)
     # a plain image of grey level 10 * label comes out as that level, ImageNet-normalised
     level = torch.tensor([10.0 * label / 255 for _, label in lists["train"][:10]]).view(-1, 1)
@@ -509,7 +514,9 @@ def test_clothing1m_missing_files_are_clear_errors(tmp_path: Path) -> None:
     Image.new("RGB", (8, 8)).save(tmp_path / lists["val"][0][0])
     with open(tmp_path / "clean_test_key_list.txt", "a") as handle:
         handle.write("images/unknown.jpg\n")
-    with pytest.raises(ValueError, match=r"1 images without a label in clean_label_kv\.txt \(first: images/unknown\.jpg\)"):
+    with pytest.raises(
+        ValueError, match=r"1 images without a label in clean_label_kv\.txt \(first: images/unknown\.jpg\)"
+    ):
         Clothing1MDataModule(data_dir=str(tmp_path)).load_sources()
 
 
@@ -519,8 +526,10 @@ def test_clothing1m_missing_files_are_clear_errors(tmp_path: Path) -> None:
 def test_tensor_file_with_and_without_a_holdout(tmp_path: Path) -> None:
     generator = torch.Generator().manual_seed(0)
     data = {
-        "x_train": torch.randn(80, 2, 3, generator=generator), "y_train": torch.arange(80) % 4,
-        "x_test": torch.randn(20, 2, 3, generator=generator), "y_test": torch.arange(20) % 3,
+        "x_train": torch.randn(80, 2, 3, generator=generator),
+        "y_train": torch.arange(80) % 4,
+        "x_test": torch.randn(20, 2, 3, generator=generator),
+        "y_test": torch.arange(20) % 3,
     }
     torch.save(data, tmp_path / "plain.pt")
     plain = TensorFileDataModule(path=str(tmp_path / "plain.pt"), val_size=10, batch_size=8)
@@ -530,7 +539,9 @@ def test_tensor_file_with_and_without_a_holdout(tmp_path: Path) -> None:
     pool = plain.split("pool")
     assert torch.equal(pool.source.tensors[0][pool.source_indices], data["x_train"][pool.source_indices])
     torch.save({**data, "x_holdout": torch.randn(30, 2, 3), "y_holdout": torch.arange(30) % 4}, tmp_path / "ho.pt")
-    holdout = TensorFileDataModule(path=str(tmp_path / "ho.pt"), val_size=10, batch_size=8, val_from="holdout", num_classes=6)
+    holdout = TensorFileDataModule(
+        path=str(tmp_path / "ho.pt"), val_size=10, batch_size=8, val_from="holdout", num_classes=6
+    )
     holdout.setup()
     assert holdout.describe() == {"pool": 80, "holdout": 20, "val": 10, "test": 20} and holdout.num_classes == 6
 

@@ -28,7 +28,9 @@ DDP = ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu"]
 
 @pytest.mark.slow
 def test_two_process_ddp_runs_both_stages_with_per_rank_selection(tmp_path: Path) -> None:
-    il = run("run_irreducible.py", *QUIET, *DDP, "trainer.max_steps=60", f"hydra.run.dir={tmp_path / 'il'}", root=tmp_path)
+    il = run(
+        "run_irreducible.py", *QUIET, *DDP, "trainer.max_steps=60", f"hydra.run.dir={tmp_path / 'il'}", root=tmp_path
+    )
     assert il.returncode == 0, il.stderr[-3000:]
     il_results = json.loads((tmp_path / "il" / "results.json").read_text())
     # 900 holdout points per rank in batches of 64: 15 steps per epoch, so epoch 3 ends at step 60.
@@ -38,9 +40,20 @@ def test_two_process_ddp_runs_both_stages_with_per_rank_selection(tmp_path: Path
     assert len(store.losses) == 1800
 
     # Two steps of n_B = 320 per rank: 4 large batches, disjoint across ranks and epochs' first batches.
-    target = run("run.py", *QUIET, *DDP, "trainer.max_steps=2", "val_every_n_steps=1", f"hydra.run.dir={tmp_path / 'rho'}", root=tmp_path)
+    target = run(
+        "run.py",
+        *QUIET,
+        *DDP,
+        "trainer.max_steps=2",
+        "val_every_n_steps=1",
+        f"hydra.run.dir={tmp_path / 'rho'}",
+        root=tmp_path,
+    )
     assert target.returncode == 0, target.stderr[-3000:]
-    assert "2 rank(s) each score 320 points and train on 32: a global large batch of 640 and a global batch of 64" in target.stderr + target.stdout
+    assert (
+        "2 rank(s) each score 320 points and train on 32: a global large batch of 640 and a global batch of 64"
+        in target.stderr + target.stdout
+    )
     result = json.loads((tmp_path / "rho" / "results.json").read_text())
     assert (result["world_size"], result["global_large_batch_size"], result["global_batch_size"]) == (2, 640, 64)
     assert result["steps"] == 2
@@ -71,7 +84,13 @@ def test_a_resumed_rank_continues_its_own_share() -> None:
 
 
 def test_the_slurm_example_starts_one_task_per_device_on_every_node() -> None:
-    overrides = ["hydra/launcher=slurm_ddp", "hydra.launcher.partition=gpu", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"]
+    overrides = [
+        "hydra/launcher=slurm_ddp",
+        "hydra.launcher.partition=gpu",
+        "trainer=ddp",
+        "trainer.devices=4",
+        "trainer.num_nodes=2",
+    ]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     launcher = cfg.hydra.launcher
@@ -82,15 +101,25 @@ def test_the_slurm_example_starts_one_task_per_device_on_every_node() -> None:
 
 def test_under_slurm_the_trainer_takes_its_rank_from_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
     """What each task of a 2-node x 2-device SLURM job sees (here: task 3, on node 1)."""
-    slurm = {"SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "2", "SLURM_PROCID": "3", "SLURM_LOCALID": "1",
-             "SLURM_NODEID": "1", "SLURM_JOB_ID": "1234", "SLURM_JOB_NAME": "rholoss", "SLURM_NODELIST": "node[1-2]"}
+    slurm = {
+        "SLURM_NTASKS": "4",
+        "SLURM_NTASKS_PER_NODE": "2",
+        "SLURM_PROCID": "3",
+        "SLURM_LOCALID": "1",
+        "SLURM_NODEID": "1",
+        "SLURM_JOB_ID": "1234",
+        "SLURM_JOB_NAME": "rholoss",
+        "SLURM_NODELIST": "node[1-2]",
+    }
     for name, value in slurm.items():
         monkeypatch.setenv(name, value)
     # Building the trainer sets Lightning's process-wide rank (3 here): put it back afterwards, or
     # every later test in this process would log nothing, as a non-zero rank.
     monkeypatch.setattr(rank_zero_only, "rank", rank_zero_only.rank)
     monkeypatch.setattr(utils_rank_zero_only, "rank", utils_rank_zero_only.rank)
-    cfg = compose_config("train", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.num_nodes=2"])
+    cfg = compose_config(
+        "train", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.num_nodes=2"]
+    )
     trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
     assert isinstance(trainer.strategy.cluster_environment, SLURMEnvironment)
     assert (trainer.world_size, trainer.global_rank, trainer.local_rank, trainer.node_rank) == (4, 3, 1, 1)

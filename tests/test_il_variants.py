@@ -23,7 +23,9 @@ from tests.conftest import synthetic_config
 @pytest.fixture(scope="module")
 def two_halves(tmp_path_factory: pytest.TempPathFactory) -> tuple[DictConfig, dict]:
     root = tmp_path_factory.mktemp("two_halves")
-    cfg = synthetic_config(root, "train_irreducible", "irreducible.strategy=two_halves", "trainer.max_steps=40", output="il")
+    cfg = synthetic_config(
+        root, "train_irreducible", "irreducible.strategy=two_halves", "trainer.max_steps=40", output="il"
+    )
     return cfg, train_irreducible(cfg)
 
 
@@ -108,8 +110,14 @@ def test_strategies_never_share_a_cache_entry(two_halves) -> None:
     [
         ("irreducible.strategy=halves", "strategy must be one of"),
         ("irreducible.holdout_fraction=0", r"holdout_fraction must be in \(0, 1\]"),
-        ("irreducible.holdout_fraction=0.5 irreducible.strategy=two_halves", "applies to irreducible.strategy=holdout only"),
-        ("irreducible.strategy=two_halves resume=/any/run", "resume= continues one IL model; .* trains two: start it afresh"),
+        (
+            "irreducible.holdout_fraction=0.5 irreducible.strategy=two_halves",
+            "applies to irreducible.strategy=holdout only",
+        ),
+        (
+            "irreducible.strategy=two_halves resume=/any/run",
+            "resume= continues one IL model; .* trains two: start it afresh",
+        ),
     ],
 )
 def test_bad_il_settings_fail_before_any_output(tmp_path: Path, override: str, message: str) -> None:
@@ -129,7 +137,9 @@ def test_one_store_serves_targets_of_other_architectures_and_hyperparameters(two
     for name, overrides in targets.items():
         runs = {
             selection: train(
-                synthetic_config(root, "train", f"selection={selection}", "trainer.max_steps=20", *overrides, output=name + selection)
+                synthetic_config(
+                    root, "train", f"selection={selection}", "trainer.max_steps=20", *overrides, output=name + selection
+                )
             )
             for selection in ("reducible_loss", "loss")
         }
@@ -140,7 +150,9 @@ def test_one_store_serves_targets_of_other_architectures_and_hyperparameters(two
 
 @pytest.mark.parametrize("on_device", [False, True])
 def test_restricted_training_serves_exactly_those_points(on_device: bool) -> None:
-    datamodule = SyntheticDataModule(num_train=200, val_size=20, batch_size=4, train_split="holdout", on_device=on_device)
+    datamodule = SyntheticDataModule(
+        num_train=200, val_size=20, batch_size=4, train_split="holdout", on_device=on_device
+    )
     datamodule.setup()
     positions = torch.tensor([1, 4, 5, 9, 30, 31, 60, 61, 62])
     datamodule.restrict_training(positions)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch.utils.data import Dataset
@@ -22,8 +24,8 @@ def batches(on_device: bool, train_split: str = "pool", epochs: int = 2) -> list
 def test_same_batches_as_the_dataloader_for_the_same_seed(train_split: str) -> None:
     reference, on_device = batches(False, train_split), batches(True, train_split)
     assert [len(epoch) for epoch in on_device] == [len(epoch) for epoch in reference]
-    for ref_epoch, dev_epoch in zip(reference, on_device):
-        for (ref_index, ref_x, ref_y), (index, x, y) in zip(ref_epoch, dev_epoch):
+    for ref_epoch, dev_epoch in zip(reference, on_device, strict=True):
+        for (ref_index, ref_x, ref_y), (index, x, y) in zip(ref_epoch, dev_epoch, strict=True):
             assert torch.equal(index, ref_index) and torch.equal(x, ref_x) and torch.equal(y, ref_y)
     first_epoch_order = torch.cat([index for index, _, _ in on_device[0]])
     second_epoch_order = torch.cat([index for index, _, _ in on_device[1]])
@@ -58,5 +60,5 @@ def test_a_dataset_not_held_as_tensors_is_refused_with_the_fix() -> None:
         def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
             return torch.zeros(2), 0
 
-    with pytest.raises(ValueError, match="datamodule.on_device=false"):
+    with pytest.raises(ValueError, match=re.escape("datamodule.on_device=false")):
         in_memory_tensors(IndexedDataset(Items(), torch.arange(4), torch.zeros(4)), torch.device("cpu"))

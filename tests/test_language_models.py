@@ -15,7 +15,7 @@ from rholoss.pipelines import train, train_irreducible
 from rholoss.selection import get_selection, list_selections
 from rholoss.tasks import LanguageModeling
 from tests.conftest import config_in
-from tests.test_resume import KILL_AT, selected, weights  # noqa: F401  (selected: a fixture)
+from tests.resuming import KILL_AT, kill_at, weights
 from tests.test_tokens import write_corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -29,12 +29,25 @@ def lm_config(root: Path, stage: str, *overrides: str, output: str = "run"):
     if not corpus.is_dir():
         write_corpus(corpus, files=30)
     return config_in(
-        root, stage, f"experiment={experiment}", f"datamodule.source_dir={corpus}", "datamodule.tokenizer=byte",
-        "datamodule.max_bytes=null", "datamodule.exclude=[]", f"datamodule.seq_len={SEQ_LEN}",
-        "datamodule.holdout_fraction=0.3", "datamodule.val_fraction=0.1", "datamodule.test_fraction=0.1",
-        "model.config.n_embd=32", "model.config.n_layer=1", "model.config.n_head=2",
-        "batch_size=16" if irreducible else f"large_batch_size={N_B}", f"trainer.max_steps={STEPS}",
-        "val_every_n_steps=8", *overrides, output=output,
+        root,
+        stage,
+        f"experiment={experiment}",
+        f"datamodule.source_dir={corpus}",
+        "datamodule.tokenizer=byte",
+        "datamodule.max_bytes=null",
+        "datamodule.exclude=[]",
+        f"datamodule.seq_len={SEQ_LEN}",
+        "datamodule.holdout_fraction=0.3",
+        "datamodule.val_fraction=0.1",
+        "datamodule.test_fraction=0.1",
+        "model.config.n_embd=32",
+        "model.config.n_layer=1",
+        "model.config.n_head=2",
+        "batch_size=16" if irreducible else f"large_batch_size={N_B}",
+        f"trainer.max_steps={STEPS}",
+        "val_every_n_steps=8",
+        *overrides,
+        output=output,
     )
 
 
@@ -74,7 +87,12 @@ def test_every_language_model_method_trains_end_to_end(name: str, lm_workspace: 
     root, il = lm_workspace
     result = train(lm_config(root, "train", f"selection={name}", output=name))
     method = get_selection(name)
-    assert (result["task"], result["metric"], result["mode"], result["steps"]) == ("causal_lm", "val/loss", "min", STEPS)
+    assert (result["task"], result["metric"], result["mode"], result["steps"]) == (
+        "causal_lm",
+        "val/loss",
+        "min",
+        STEPS,
+    )
     assert result["best_val_loss"] == min(point[1] for point in result["val_curve"]) > 0
     assert result["il_store"] == (il["il_store"] if method.needs_irreducible else None)
     n_b = N_B // 5  # percent_train 0.2
@@ -101,7 +119,11 @@ def test_memory_mapped_corpus_and_store_train_as_the_in_memory_ones(lm_workspace
     step; the same batches, so the same selections and the same result."""
     root, _ = lm_workspace
     runs = [
-        train(lm_config(root, "train", "selection=token_reducible_loss", f"datamodule.on_device={flag}", output=f"mapped_{flag}"))
+        train(
+            lm_config(
+                root, "train", "selection=token_reducible_loss", f"datamodule.on_device={flag}", output=f"mapped_{flag}"
+            )
+        )
         for flag in ("true", "false")
     ]
     for key in ("val_curve", "tokens_trained", "noisy_selected_fraction", "selection_counts"):
@@ -118,7 +140,9 @@ def test_a_store_for_other_settings_is_refused_naming_them(lm_workspace: tuple[P
     with pytest.raises(StoreError, match=r"seq_len: store has 16, this run has 8"):
         train(lm_config(root, "train", store, "datamodule.seq_len=8", output="other_seq_len"))
     with pytest.raises(StoreError, match=r"tokenizer: store has 'byte'"):
-        train(lm_config(root, "train", store, "datamodule.tokenizer=bpe", "datamodule.vocab_size=300", output="other_tok"))
+        train(
+            lm_config(root, "train", store, "datamodule.tokenizer=bpe", "datamodule.vocab_size=300", output="other_tok")
+        )
     with pytest.raises(StoreError, match=r"no IL store for this data .*token_noise=0.1"):
         train(lm_config(root, "train", "datamodule.token_noise=0.1", output="other_noise"))
 
@@ -131,9 +155,8 @@ def test_a_resumed_language_model_run_ends_as_an_uninterrupted_one(
     root, _ = lm_workspace
     common = [f"selection={name}", "trainer.max_steps=16", "checkpoint.every_n_steps=7"]
     full = train(lm_config(root, "train", *common, output=f"{name}_full"))
-    kill = [f"+callbacks.kill._target_={KillAt.__module__}.KillAt", f"+callbacks.kill.step={KILL_AT}"]
     with pytest.raises(RuntimeError, match=f"killed at step {KILL_AT}"):
-        train(lm_config(root, "train", *common, *kill, output=f"{name}_killed"))
+        train(lm_config(root, "train", *common, *kill_at(), output=f"{name}_killed"))
     resumed = train(lm_config(root, "train", *common, f"resume={root / f'{name}_killed'}", output=f"{name}_resumed"))
     for key in ("val_curve", "test_loss", "tokens_trained", "noisy_selected_fraction", "selection_counts"):
         if key == "val_curve":
@@ -142,6 +165,3 @@ def test_a_resumed_language_model_run_ends_as_an_uninterrupted_one(
             assert resumed[key] == full[key], key
     full_weights, resumed_weights = weights(root / f"{name}_full"), weights(root / f"{name}_resumed")
     assert all(torch.equal(full_weights[k], resumed_weights[k]) for k in full_weights)
-
-
-from tests.test_resume import KillAt  # noqa: E402

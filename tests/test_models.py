@@ -28,7 +28,9 @@ CASES = [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name fo
 
 
 def build(name: str, shape: tuple[int, ...], *overrides: str, num_classes: int = 7) -> torch.nn.Module:
-    cfg = compose_config("train", ["paths.output_dir=/tmp/unused", f"model={name}", *REQUIRED.get(name, []), *overrides])
+    cfg = compose_config(
+        "train", ["paths.output_dir=/tmp/unused", f"model={name}", *REQUIRED.get(name, []), *overrides]
+    )
     return build_model(cfg.model, shape, num_classes)
 
 
@@ -120,7 +122,9 @@ def test_torchvision_resnet50_refuses_other_weights(tmp_path: Path) -> None:
 def test_torchvision_resnet50_loads_local_weights_and_replaces_a_foreign_head(tmp_path: Path) -> None:
     imagenet = torchvision_resnet50((3, 224, 224), 1000)
     torch.save(imagenet.state_dict(), tmp_path / "imagenet.pth")
-    model = build("torchvision_resnet50", (3, 224, 224), f"model.pretrained_path={tmp_path / 'imagenet.pth'}", num_classes=14)
+    model = build(
+        "torchvision_resnet50", (3, 224, 224), f"model.pretrained_path={tmp_path / 'imagenet.pth'}", num_classes=14
+    )
     assert torch.equal(model.conv1.weight, imagenet.conv1.weight)
     assert torch.equal(model.layer4[2].bn3.running_var, imagenet.layer4[2].bn3.running_var)
     assert model.fc.out_features == 14  # ImageNet's 1000-way head does not fit; a new one is trained

@@ -112,8 +112,15 @@ def test_torchvision_resnet18_trains_with_an_il_store_made_by_an_mlp(
     data, store = il_store
     assert IrreducibleLossStore.load(store).metadata["il_config"]["model"]["_target_"] == "rholoss.models.MLP"
     result = train(
-        config_in(tmp_path, "train", *TARGET, f"datamodule.path={data}", "selection=reducible_loss", f"irreducible.path={store}",
-                  *model)  # fmt: skip
+        config_in(
+            tmp_path,
+            "train",
+            *TARGET,
+            f"datamodule.path={data}",
+            "selection=reducible_loss",
+            f"irreducible.path={store}",
+            *model,
+        )
     )
     assert result["il_store"] == str(store)
     assert (result["steps"], result["batch_size"], result["large_batch_size"]) == (3, 8, 40)
@@ -127,8 +134,16 @@ def test_a_users_own_module_by_target_trains_with_the_same_store(
     data, store = il_store
     result = train(
         config_in(
-            tmp_path, "train", *TARGET, f"datamodule.path={data}", "selection=reducible_loss", f"irreducible.path={store}",
-            f"model._target_={user_models}.TinyNet", "~model.hidden_sizes", "~model.dropout", "+model.width=4",
+            tmp_path,
+            "train",
+            *TARGET,
+            f"datamodule.path={data}",
+            "selection=reducible_loss",
+            f"irreducible.path={store}",
+            f"model._target_={user_models}.TinyNet",
+            "~model.hidden_sizes",
+            "~model.dropout",
+            "+model.width=4",
         )
     )
     assert result["model"] == f"{user_models}.TinyNet" and result["il_store"] == str(store) and result["steps"] == 3
@@ -166,9 +181,13 @@ def test_an_opaque_builder_without_the_class_count_is_refused_naming_the_setting
 
 
 def test_a_data_argument_set_against_the_data_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"model\.num_classes=5 contradicts the data, whose num_classes is 4.*~model\.num_classes"):
+    with pytest.raises(
+        ValueError, match=r"model\.num_classes=5 contradicts the data, whose num_classes is 4.*~model\.num_classes"
+    ):
         build_model(model_config("model=torchvision", "model.name=resnet18", "+model.num_classes=5"), (3, 32, 32), 4)
-    model = build_model(model_config("model=torchvision", "model.name=resnet18", "+model.num_classes=4"), (3, 32, 32), 4)
+    model = build_model(
+        model_config("model=torchvision", "model.name=resnet18", "+model.num_classes=4"), (3, 32, 32), 4
+    )
     assert model.fc.out_features == 4
 
 
@@ -186,12 +205,16 @@ def test_the_output_width_must_be_the_class_count(user_models: str) -> None:
     config = model_config(f"model._target_={user_models}.FixedHead", "~model.hidden_sizes", "~model.dropout")
     with pytest.raises(ModelDataMismatch, match=r"outputs shape \(2, 7\).*needs \(2, 4\).*takes no num_classes"):
         build_model(config, (3, 2, 2), NUM_CLASSES)
-    with pytest.raises(ModelDataMismatch, match=r"first linear layer \(linear\) takes 12 features; the data's inputs have 27"):
+    with pytest.raises(
+        ModelDataMismatch, match=r"first linear layer \(linear\) takes 12 features; the data's inputs have 27"
+    ):
         build_model(config, (3, 3, 3), 7)
 
 
 def test_an_unknown_torchvision_name_lists_close_names() -> None:
-    with pytest.raises(ValueError, match=r"Unknown torchvision classification model model\.name=resnet19; close names: resnet18"):
+    with pytest.raises(
+        ValueError, match=r"Unknown torchvision classification model model\.name=resnet19; close names: resnet18"
+    ):
         build_model(model_config("model=torchvision", "model.name=resnet19"), (3, 32, 32), 4)
     with pytest.raises(ValueError, match="detection, segmentation"):
         build_model(model_config("model=torchvision", "model.name=fasterrcnn_resnet50_fpn"), (3, 32, 32), 4)
@@ -226,12 +249,17 @@ def test_local_weights_load_the_body_and_replace_a_foreign_head(tmp_path: Path) 
 
     grey = {**imagenet.state_dict(), "conv1.weight": torch.zeros(64, 1, 7, 7)}  # a ResNet-18 for grey images
     torch.save(grey, tmp_path / "grey.pth")
-    with pytest.raises(ValueError, match=r"not hold torchvision resnet18 weights: conv1\.weight is \(64, 1, 7, 7\) in the file, \(64, 3, 7, 7\) here"):
+    with pytest.raises(
+        ValueError,
+        match=r"not hold torchvision resnet18 weights: conv1\.weight is \(64, 1, 7, 7\) in the file, \(64, 3, 7, 7\) here",
+    ):
         build_model(model_config("model=torchvision", "model.name=resnet18", f"model.weights={tmp_path / 'grey.pth'}"),
                     (3, 32, 32), NUM_CLASSES)  # fmt: skip
 
 
-def test_named_torchvision_weights_come_only_from_the_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_named_torchvision_weights_come_only_from_the_hub_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     config = model_config("model=torchvision", "model.name=resnet18", "model.weights=IMAGENET1K_V1")
     cached = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
@@ -241,7 +269,9 @@ def test_named_torchvision_weights_come_only_from_the_hub_cache(tmp_path: Path, 
     imagenet = torchvision.models.resnet18()
     torch.save(imagenet.state_dict(), cached)
     assert torch.equal(build_model(config, (3, 32, 32), NUM_CLASSES).conv1.weight, imagenet.conv1.weight)
-    with pytest.raises(ValueError, match=r"neither a file nor one of resnet18's torchvision weights \(IMAGENET1K_V1, DEFAULT\)"):
+    with pytest.raises(
+        ValueError, match=r"neither a file nor one of resnet18's torchvision weights \(IMAGENET1K_V1, DEFAULT\)"
+    ):
         build_model(model_config("model=torchvision", "model.name=resnet18", "model.weights=IMAGENET9"), (3, 32, 32), 4)
 
 
@@ -271,9 +301,15 @@ def test_timm_local_weights_adapt_the_stem_and_replace_the_head(tmp_path: Path) 
     assert torch.equal(model.layer4[1].conv2.weight, imagenet.layer4[1].conv2.weight)
     assert model.fc.out_features == NUM_CLASSES
     with pytest.raises(FileNotFoundError, match="never downloaded"):
-        build_model(model_config("model=timm", "model.name=resnet18", f"model.weights={tmp_path / 'none.pth'}"), (3, 32, 32), 4)
+        build_model(
+            model_config("model=timm", "model.name=resnet18", f"model.weights={tmp_path / 'none.pth'}"), (3, 32, 32), 4
+        )
     with pytest.raises(ValueError, match="does not hold timm resnet34 weights"):
-        build_model(model_config("model=timm", "model.name=resnet34", f"model.weights={tmp_path / 'imagenet.pth'}"), (3, 32, 32), 4)
+        build_model(
+            model_config("model=timm", "model.name=resnet34", f"model.weights={tmp_path / 'imagenet.pth'}"),
+            (3, 32, 32),
+            4,
+        )
 
 
 def test_timm_unknown_names_and_other_models_settings_are_refused() -> None:

@@ -4,7 +4,6 @@ run_irreducible's pipeline made, and the selection step they use picks what RHO-
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -72,7 +71,9 @@ def test_select_batch_on_regression_and_refusals() -> None:
     with torch.no_grad():
         errors = (model(x).squeeze(1) - y).square()
     assert set(chosen.positions.tolist()) == set(torch.topk(errors, 5).indices.tolist())
-    with pytest.raises(TaskMismatchError, match=r"'entropy' needs class logits.*Methods for regression: .*reducible_loss"):
+    with pytest.raises(
+        TaskMismatchError, match=r"'entropy' needs class logits.*Methods for regression: .*reducible_loss"
+    ):
         select_batch(model, x, y, 5, "entropy", task=Regression())
     with pytest.raises(ValueError, match="needs the points' irreducible losses"):
         select_batch(model, x, y, 5, "reducible_loss", task=Regression())

@@ -48,11 +48,23 @@ def test_each_pair_reads_the_same_data(irred: str, main: str) -> None:
 
 def test_the_paper_experiments_are_all_there() -> None:
     names = {p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml")}
-    for dataset in ("qmnist_mlp", "cifar10_resnet18", "cifar100_resnet18", "cinic10_resnet18", "cinic10_relevance_resnet18"):
+    for dataset in (
+        "qmnist_mlp",
+        "cifar10_resnet18",
+        "cifar100_resnet18",
+        "cinic10_resnet18",
+        "cinic10_relevance_resnet18",
+    ):
         assert {f"{dataset}_irred", f"{dataset}_main"} <= names
     assert "clothing1m_resnet18_irred" in names
-    for variant in ("qmnist_mlp_noise_uniform", "qmnist_mlp_noise_structured", "cifar10_resnet18_noise_uniform",
-                    "cifar10_resnet18_noise_structured", "cifar100_resnet18_noise_uniform", "cinic10_resnet18_noise_uniform"):
+    for variant in (
+        "qmnist_mlp_noise_uniform",
+        "qmnist_mlp_noise_structured",
+        "cifar10_resnet18_noise_uniform",
+        "cifar10_resnet18_noise_structured",
+        "cifar100_resnet18_noise_uniform",
+        "cinic10_resnet18_noise_uniform",
+    ):
         assert {f"{variant}_irred", f"{variant}_main"} <= names
     assert {"cifar10_smallcnn_irred", "cifar10_resnet18_two_halves_irred"} <= names
 
@@ -94,7 +106,10 @@ def test_noise_and_il_variants_change_only_what_they_name() -> None:
             assert varied == plain
     assert cfg("train", "qmnist_mlp_noise_structured_main")["datamodule"]["noise_pairs"] is None  # the MNIST pairs
     assert cfg("train", "cifar10_resnet18_noise_structured_main")["datamodule"]["noise_pairs"] == [
-        [3, 5], [5, 3], [1, 9], [9, 1]  # cat <-> dog, automobile <-> truck
+        [3, 5],
+        [5, 3],
+        [1, 9],
+        [9, 1],  # cat <-> dog, automobile <-> truck
     ]
     halves = cfg("train_irreducible", "cifar10_resnet18_two_halves_irred")
     changed = (halves["irreducible"]["strategy"], halves["trainer"]["max_steps"], halves["val_every_n_steps"])
@@ -110,18 +125,35 @@ TINY = ["datamodule.download=false", "datamodule.val_size=40", "datamodule.label
 @pytest.mark.slow
 def test_both_stages_on_a_tiny_cifar10(tmp_path: Path) -> None:
     write_cifar(tmp_path / "data", "cifar10", num_train=400, num_test=100)
-    il = train_irreducible(config_in(
-        tmp_path, "train_irreducible", *TINY, "experiment=cifar10_resnet18_irred", "batch_size=32",
-        "trainer.max_steps=40", "val_every_n_steps=20", output="il",
-    ))
+    il = train_irreducible(
+        config_in(
+            tmp_path,
+            "train_irreducible",
+            *TINY,
+            "experiment=cifar10_resnet18_irred",
+            "batch_size=32",
+            "trainer.max_steps=40",
+            "val_every_n_steps=20",
+            output="il",
+        )
+    )
     assert il["dataset"]["dataset"] == "cifar10" and il["dataset"]["pool_size"] == 200
     assert il["val_acc"] > 0.5  # the fixture's classes are easy: the IL model learns them from 160 images
     assert len(IrreducibleLossStore.load(Path(il["il_store"])).losses) == 200
     runs = {
-        name: train(config_in(
-            tmp_path, "train", *TINY, "experiment=cifar10_resnet18_main", f"selection={name}",
-            "large_batch_size=100", "trainer.max_steps=20", "val_every_n_steps=10", output=name,
-        ))
+        name: train(
+            config_in(
+                tmp_path,
+                "train",
+                *TINY,
+                "experiment=cifar10_resnet18_main",
+                f"selection={name}",
+                "large_batch_size=100",
+                "trainer.max_steps=20",
+                "val_every_n_steps=10",
+                output=name,
+            )
+        )
         for name in ("uniform", "reducible_loss")
     }
     rho = runs["reducible_loss"]
@@ -183,12 +215,22 @@ def test_each_pair_runs_both_stages_on_fixture_data(paper_data: Path, tmp_path: 
     common = [f"paths.data_dir={paper_data}", *FIXTURE_OVERRIDES[dataset], "trainer.max_steps=2", "val_every_n_steps=2"]
     il_models, target_models = MODEL_OVERRIDES.get(irred, ([], []))
     il = train_irreducible(
-        config_in(tmp_path, "train_irreducible", *common, f"experiment={irred}", *il_models, "batch_size=4", output="il")
+        config_in(
+            tmp_path, "train_irreducible", *common, f"experiment={irred}", *il_models, "batch_size=4", output="il"
+        )
     )
-    target = train(config_in(
-        tmp_path, "train", *common, f"experiment={main}", *target_models, "selection=reducible_loss",
-        "large_batch_size=10", output="main",
-    ))
+    target = train(
+        config_in(
+            tmp_path,
+            "train",
+            *common,
+            f"experiment={main}",
+            *target_models,
+            "selection=reducible_loss",
+            "large_batch_size=10",
+            output="main",
+        )
+    )
     pool_size = FIXTURE_POOL[dataset]
     assert il["dataset"]["pool_size"] == pool_size
     assert len(IrreducibleLossStore.load(Path(il["il_store"])).losses) == pool_size

@@ -19,7 +19,7 @@ from rholoss.callbacks import StopSignals, requeued_run
 from rholoss.irreducible import IrreducibleLossStore
 from rholoss.pipelines import train, train_irreducible
 from tests.conftest import QUIET, ROOT, compose_config, synthetic_config
-from tests.test_resume import weights
+from tests.resuming import weights
 
 # Enough steps that the signal, sent once the first periodic checkpoint exists, lands mid-training.
 STEPS, EVERY = 500, 20
@@ -32,8 +32,13 @@ def signalled_run(script: str, root: Path, signum: signal.Signals, *overrides: s
     log says it stopped at)."""
     run_dir = root / "killed"
     args = [
-        *QUIET, "experiment=synthetic_noisy_mlp", f"paths.root_dir={root}", f"paths.output_dir={run_dir}",
-        f"hydra.run.dir={run_dir}", *COMMON, *overrides,
+        *QUIET,
+        "experiment=synthetic_noisy_mlp",
+        f"paths.root_dir={root}",
+        f"paths.output_dir={run_dir}",
+        f"hydra.run.dir={run_dir}",
+        *COMMON,
+        *overrides,
     ]
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT / "src")}
     env.pop("SLURM_RESTART_COUNT", None)
@@ -47,7 +52,9 @@ def signalled_run(script: str, root: Path, signum: signal.Signals, *overrides: s
         time.sleep(0.02)
     process.send_signal(signum)
     output = process.communicate(timeout=240)[0]
-    stopped = re.search(rf"Interrupted by {signum.name} at step (\d+): the state is saved in (\S+)\. Continue with resume=(\S+)", output)
+    stopped = re.search(
+        rf"Interrupted by {signum.name} at step (\d+): the state is saved in (\S+)\. Continue with resume=(\S+)", output
+    )
     assert stopped, output
     assert Path(stopped.group(2)) == run_dir / "checkpoints" / "last.ckpt" and Path(stopped.group(3)) == run_dir
     return process.returncode, output, int(stopped.group(1))
@@ -66,13 +73,17 @@ def same_weights(a: Path, b: Path) -> bool:
 def test_sigterm_to_run_py_saves_the_step_and_the_resumed_run_ends_as_an_uninterrupted_one(tmp_path: Path) -> None:
     # gradnorm_is samples and dropout masks from the global RNG: an exact match needs the RNG state too.
     overrides = ["selection=gradnorm_is", "model.dropout=0.1"]
-    status, output, step = signalled_run("run.py", tmp_path, signal.SIGTERM, *overrides)
+    status, _output, step = signalled_run("run.py", tmp_path, signal.SIGTERM, *overrides)
     assert status == 128 + signal.SIGTERM
-    assert EVERY <= step < STEPS and saved_step(tmp_path / "killed") == step  # the current step, not the last periodic one
+    assert (
+        EVERY <= step < STEPS and saved_step(tmp_path / "killed") == step
+    )  # the current step, not the last periodic one
     assert not (tmp_path / "killed" / "results.json").exists()
 
     full = train(synthetic_config(tmp_path, "train", *COMMON, *overrides, output="full"))
-    resumed = train(synthetic_config(tmp_path, "train", *COMMON, *overrides, f"resume={tmp_path / 'killed'}", output="resumed"))
+    resumed = train(
+        synthetic_config(tmp_path, "train", *COMMON, *overrides, f"resume={tmp_path / 'killed'}", output="resumed")
+    )
     assert resumed["steps"] == full["steps"] == STEPS
     assert same_weights(tmp_path / "full", tmp_path / "resumed")
     assert resumed["selection_counts"] == full["selection_counts"]
@@ -93,7 +104,9 @@ def test_sigusr1_to_run_irreducible_py_saves_the_step_and_the_resumed_run_writes
     assert "IL store written" not in output
 
     resumed = train_irreducible(
-        synthetic_config(tmp_path, "train_irreducible", *COMMON, *overrides, f"resume={tmp_path / 'killed'}", output="resumed")
+        synthetic_config(
+            tmp_path, "train_irreducible", *COMMON, *overrides, f"resume={tmp_path / 'killed'}", output="resumed"
+        )
     )
     assert resumed["il_store"] == full["il_store"]  # same data and IL config: the same cache entry, rewritten
     assert torch.equal(IrreducibleLossStore.load(Path(resumed["il_store"])).losses, full_losses)
@@ -136,5 +149,7 @@ def test_a_requeued_slurm_job_continues_from_its_own_folder(tmp_path: Path, monk
 @pytest.mark.parametrize("launcher", ["slurm_example", "slurm_ddp"])
 def test_the_slurm_launchers_requeue_a_job_that_reaches_its_time_limit(launcher: str) -> None:
     """submitit requeues on its signal only up to max_num_timeout times (its default: never)."""
-    cfg = compose_config("train", [f"hydra/launcher={launcher}", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    cfg = compose_config(
+        "train", [f"hydra/launcher={launcher}", "hydra.launcher.partition=gpu"], return_hydra_config=True
+    )
     assert cfg.hydra.launcher.max_num_timeout > 0 and cfg.hydra.launcher.signal_delay_s > 0

@@ -23,7 +23,9 @@ def test_the_bar_redraws_by_the_clock_and_reads_values_once_per_logging_interval
     redrawn: list[int] = []
     read: list[int] = []
     monkeypatch.setattr(bar.train_progress_bar, "refresh", lambda *args, **kwargs: redrawn.append(trainer.global_step))
-    monkeypatch.setattr(TQDMProgressBar, "get_metrics", lambda self, *args: read.append(trainer.global_step) or {"train/loss": 1.0})
+    monkeypatch.setattr(
+        TQDMProgressBar, "get_metrics", lambda self, *args: read.append(trainer.global_step) or {"train/loss": 1.0}
+    )
     clock = SimpleNamespace(now=0.0)
     monkeypatch.setattr(progress, "time", SimpleNamespace(monotonic=lambda: clock.now))
     for step in range(1, 301):  # 10 ms a step: 3 seconds

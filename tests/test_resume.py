@@ -7,54 +7,23 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from rholoss.callbacks import CheckpointError, NonFiniteLossError, StepCheckpoint, resolve_resume
-from rholoss.modules import OnlineBatchSelection
 from rholoss.pipelines import train, train_irreducible
 from tests.conftest import synthetic_config
+from tests.resuming import KILL_AT, kill_at, weights
 
-# 1800 pool points in large batches of 320: 5 steps per epoch, so steps 7 and 10 are mid-epoch.
-STEPS, EVERY, KILL_AT = 16, 7, 10
-
-
-class KillAt(pl.Callback):
-    """Stands in for a crash or a preempted job: fails after ``step`` optimizer steps."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if trainer.global_step == self.step:
-            raise RuntimeError(f"killed at step {self.step}")
-
-
-@pytest.fixture
-def selected(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
-    """Every step's selected pool indices, in order."""
-    record: list[torch.Tensor] = []
-    log_statistics = OnlineBatchSelection._log_selection_statistics
-
-    def recording(self, index, selection, scored, loss) -> None:  # noqa: ANN001
-        record.append(index[selection.positions].cpu())
-        log_statistics(self, index, selection, scored, loss)
-
-    monkeypatch.setattr(OnlineBatchSelection, "_log_selection_statistics", recording)
-    return record
-
-
-def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+# 1800 pool points in large batches of 320: 5 steps per epoch, so steps 7 and KILL_AT (10) are mid-epoch.
+STEPS, EVERY = 16, 7
 
 
 def kill_and_resume(root: Path, stage: Any, config: str, *overrides: str) -> tuple[dict, dict]:
     """(uninterrupted result, resumed result); the killed run's folder is ``root/killed``."""
     common = [f"trainer.max_steps={STEPS}", f"checkpoint.every_n_steps={EVERY}", "val_every_n_steps=5", *overrides]
     full = stage(synthetic_config(root, config, *common, output="full"))
-    kill = [f"+callbacks.kill._target_={__name__}.KillAt", f"+callbacks.kill.step={KILL_AT}"]
     with pytest.raises(RuntimeError, match=f"killed at step {KILL_AT}"):
-        stage(synthetic_config(root, config, *common, *kill, output="killed"))
+        stage(synthetic_config(root, config, *common, *kill_at(), output="killed"))
     resumed = stage(synthetic_config(root, config, *common, f"resume={root / 'killed'}", output="resumed"))
     return full, resumed
 
@@ -84,10 +53,12 @@ def test_killed_target_run_resumes_to_the_same_selections_and_weights(
 
 @pytest.mark.slow
 def test_killed_irreducible_run_resumes_to_the_same_store(tmp_path: Path) -> None:
-    full, resumed = kill_and_resume(tmp_path, train_irreducible, "train_irreducible", "batch_size=100", "model.dropout=0.1")
+    full, resumed = kill_and_resume(
+        tmp_path, train_irreducible, "train_irreducible", "batch_size=100", "model.dropout=0.1"
+    )
     reference, continued = weights(tmp_path / "full"), weights(tmp_path / "resumed")
     assert all(torch.equal(reference[name], continued[name]) for name in reference)
-    assert resumed["val_curve"] == [p[:2] + [resumed["val_curve"][i][2]] for i, p in enumerate(full["val_curve"])]
+    assert resumed["val_curve"] == [[*p[:2], resumed["val_curve"][i][2]] for i, p in enumerate(full["val_curve"])]
     assert resumed["val_acc"] == full["val_acc"]
     assert resumed["il_store"] == full["il_store"]  # same data and IL config: the same cache entry
     assert Path(resumed["best_checkpoint"]).parent == tmp_path / "killed" / "checkpoints"
@@ -95,7 +66,11 @@ def test_killed_irreducible_run_resumes_to_the_same_store(tmp_path: Path) -> Non
 
 
 def test_resume_refuses_other_settings_naming_them(tmp_path: Path) -> None:
-    train(synthetic_config(tmp_path, "train", "selection=uniform", "trainer.max_steps=3", "checkpoint.every_n_steps=2", output="a"))
+    train(
+        synthetic_config(
+            tmp_path, "train", "selection=uniform", "trainer.max_steps=3", "checkpoint.every_n_steps=2", output="a"
+        )
+    )
     with pytest.raises(CheckpointError, match=r"selection.name: uniform -> loss"):
         train(synthetic_config(tmp_path, "train", "selection=loss", f"resume={tmp_path / 'a'}", output="b"))
     assert not (tmp_path / "b" / "results.json").exists()
@@ -110,19 +85,43 @@ def test_a_bad_checkpoint_is_a_clear_error(tmp_path: Path, damage: str) -> None:
         path.write_bytes(path.read_bytes()[:500])
     elif damage == "foreign":
         torch.save({"weights": torch.zeros(3)}, path)
-    message = {"missing": "no checkpoint at", "truncated": "truncated or not a checkpoint", "foreign": "not a training checkpoint"}
+    message = {
+        "missing": "no checkpoint at",
+        "truncated": "truncated or not a checkpoint",
+        "foreign": "not a training checkpoint",
+    }
     with pytest.raises(CheckpointError, match=message[damage]):
-        train(synthetic_config(tmp_path, "train", "selection=uniform", f"resume={path.parent.parent if damage == 'missing' else path}", output="out") if damage != "missing" else synthetic_config(tmp_path, "train", "selection=uniform", f"resume={tmp_path / 'nowhere'}", output="out"))
+        train(
+            synthetic_config(
+                tmp_path,
+                "train",
+                "selection=uniform",
+                f"resume={path.parent.parent if damage == 'missing' else path}",
+                output="out",
+            )
+            if damage != "missing"
+            else synthetic_config(
+                tmp_path, "train", "selection=uniform", f"resume={tmp_path / 'nowhere'}", output="out"
+            )
+        )
 
 
 @pytest.mark.parametrize(("stage", "config"), [(train, "train"), (train_irreducible, "train_irreducible")])
-def test_non_finite_loss_stops_with_the_step_and_keeps_a_finite_checkpoint(tmp_path: Path, stage: Any, config: str) -> None:
+def test_non_finite_loss_stops_with_the_step_and_keeps_a_finite_checkpoint(
+    tmp_path: Path, stage: Any, config: str
+) -> None:
     selection = ["selection=uniform"] if config == "train" else []
     with pytest.raises(NonFiniteLossError, match=r"NaN or infinite at step \d+") as error:
         stage(
             synthetic_config(
-                tmp_path, config, *selection, "optimizer.lr=1e30", "trainer.max_steps=200",
-                "trainer.log_every_n_steps=1", "checkpoint.every_n_steps=1", output="run",
+                tmp_path,
+                config,
+                *selection,
+                "optimizer.lr=1e30",
+                "trainer.max_steps=200",
+                "trainer.log_every_n_steps=1",
+                "checkpoint.every_n_steps=1",
+                output="run",
             )
         )
     folder = tmp_path / "run" / "checkpoints"
@@ -142,7 +141,9 @@ def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path: Pat
     def save_checkpoint(path: Path) -> None:
         torch.save(saved, path)
 
-    trainer = SimpleNamespace(save_checkpoint=save_checkpoint, is_global_zero=True, strategy=SimpleNamespace(barrier=lambda name: None))
+    trainer = SimpleNamespace(
+        save_checkpoint=save_checkpoint, is_global_zero=True, strategy=SimpleNamespace(barrier=lambda name: None)
+    )
     callback.save(trainer, callback.last_path)
 
     def killed_mid_write(path: Path) -> None:
@@ -160,7 +161,7 @@ def test_without_periodic_checkpoints_a_non_finite_loss_still_stops_the_run(tmp_
     overrides = ["selection=uniform", "optimizer.lr=1e30", "trainer.max_steps=200", "trainer.log_every_n_steps=1"]
     with pytest.raises(NonFiniteLossError, match=r"at step \d+ .*\(no earlier checkpoint was saved\)"):
         train(synthetic_config(tmp_path, "train", *overrides, "checkpoint.every_n_steps=null", output="run"))
-    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()][0].startswith("failed-step")
+    assert next(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()).startswith("failed-step")
     assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
 
 
@@ -175,8 +176,14 @@ def test_same_seed_same_splits_noise_selections_and_weights(tmp_path: Path, sele
     def run(seed: int, output: str) -> dict:
         return train(
             synthetic_config(
-                tmp_path, "train", "selection=gradnorm_is", "model.dropout=0.1", f"seed={seed}", "trainer.max_steps=6",
-                "datamodule.on_device=false", output=output,
+                tmp_path,
+                "train",
+                "selection=gradnorm_is",
+                "model.dropout=0.1",
+                f"seed={seed}",
+                "trainer.max_steps=6",
+                "datamodule.on_device=false",
+                output=output,
             )
         )
 

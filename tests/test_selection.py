@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rholoss.tasks import Classification
 from rholoss.selection import (
     SelectionInput,
     UnknownSelectionError,
@@ -14,6 +13,7 @@ from rholoss.selection import (
     register,
     selection_size,
 )
+from rholoss.tasks import Classification
 
 ALL = list_selections(Classification())  # the per-point methods; token-level ones: test_token_selection.py
 N_B, K, C = 50, 7, 5
@@ -31,8 +31,17 @@ def random_batch(seed: int = 0, device: str = "cpu") -> SelectionInput:
 
 def test_builtin_functions_are_registered() -> None:
     assert {
-        "uniform", "reducible_loss", "loss", "irreducible_loss", "gradnorm", "gradnorm_is", "entropy", "bald",
-        "reducible_loss_sampled", "svp", "loss_stale",
+        "uniform",
+        "reducible_loss",
+        "loss",
+        "irreducible_loss",
+        "gradnorm",
+        "gradnorm_is",
+        "entropy",
+        "bald",
+        "reducible_loss_sampled",
+        "svp",
+        "loss_stale",
     } <= set(ALL)
 
 
@@ -58,7 +67,7 @@ def test_selects_k_distinct_positions_on_the_batch_device(name: str) -> None:
     assert chosen.positions.device == batch.targets.device
     if not get_selection(name).with_replacement:
         assert len(set(chosen.positions.tolist())) == K
-    assert 0 <= int(chosen.positions.min()) and int(chosen.positions.max()) < N_B
+    assert int(chosen.positions.min()) >= 0 and int(chosen.positions.max()) < N_B
     if chosen.weights is not None:
         assert chosen.weights.shape == (K,)
         assert bool((chosen.weights > 0).all())
@@ -91,6 +100,7 @@ def test_needs_only_what_it_declares(name: str) -> None:
 @pytest.mark.parametrize("name", ALL)
 def test_no_host_sync_in_the_scoring_path(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Selection must not read values back to the host (.item(), .tolist(), .cpu(), bool())."""
+
     def forbidden(*args, **kwargs):
         raise AssertionError("host synchronisation inside a selection function")
 

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rholoss.modules.online_selection import OnlineBatchSelection
-from rholoss.selection.step import top_score_share
 from rholoss.selection import SelectionInput, get_selection
+from rholoss.selection.step import top_score_share
 
 
 def select(name: str, batch: SelectionInput, k: int, **options: Any) -> Tensor:
@@ -66,10 +66,7 @@ def test_bald_prefers_disagreeing_samples_over_agreeing_uniform_ones() -> None:
     predicts uniform (predictive entropy log 2 too, but BALD 0). Point 2: all samples agree and are
     confident (BALD 0, entropy 0)."""
     mc_logits = torch.tensor(
-        [
-            [[20.0, -20.0], [0.0, 0.0], [20.0, -20.0]],
-            [[-20.0, 20.0], [0.0, 0.0], [20.0, -20.0]],
-        ]
+        [[[20.0, -20.0], [0.0, 0.0], [20.0, -20.0]], [[-20.0, 20.0], [0.0, 0.0], [20.0, -20.0]]]
     )  # [samples=2, n_B=3, classes=2]
     targets = torch.tensor([0, 0, 0])
     batch = SelectionInput(targets=targets, logits=mc_logits.mean(0), mc_logits=mc_logits)
@@ -477,9 +474,11 @@ def test_bald_through_training_step_uses_mc_dropout() -> None:
     # Same seed, same RNG use (selection forward, then MC forward): the top-3 BALD points were trained on.
     torch.manual_seed(3)
     module._selection_forward(x)
-    scores = get_selection("bald").select(
-        SelectionInput(targets=y, logits=None, mc_logits=module._mc_dropout_forward(x)), 3
-    ).scores
+    scores = (
+        get_selection("bald")
+        .select(SelectionInput(targets=y, logits=None, mc_logits=module._mc_dropout_forward(x)), 3)
+        .scores
+    )
     expected = set(torch.topk(scores, 3).indices.tolist())
     assert set(torch.nonzero(module.selection_counts).flatten().tolist()) == expected
     assert int(module.selection_counts.sum()) == 3

@@ -152,7 +152,11 @@ def test_restricted_pool_gives_the_same_batches_on_both_paths() -> None:
 
 @pytest.mark.parametrize(
     ("positions", "message"),
-    [(torch.tensor([], dtype=torch.long), "non-empty"), (torch.tensor([0, 10_000]), "must lie in"), (torch.arange(5), "fewer than one batch")],
+    [
+        (torch.tensor([], dtype=torch.long), "non-empty"),
+        (torch.tensor([0, 10_000]), "must lie in"),
+        (torch.arange(5), "fewer than one batch"),
+    ],
 )
 def test_restrict_training_refuses_bad_positions(positions: Tensor, message: str) -> None:
     datamodule = SyntheticDataModule(num_train=600, val_size=100, batch_size=20)
@@ -163,7 +167,9 @@ def test_restrict_training_refuses_bad_positions(positions: Tensor, message: str
 
 def test_svp_trains_only_on_its_core_set(tmp_path: Path) -> None:
     result = train(
-        synthetic_config(tmp_path, "train", "selection=svp", "selection.proxy_steps=20", "trainer.max_steps=30", output="svp")
+        synthetic_config(
+            tmp_path, "train", "selection=svp", "selection.proxy_steps=20", "trainer.max_steps=30", output="svp"
+        )
     )
     pool = result["dataset"]["pool_size"]
     assert result["coreset"]["size"] == pool // 2
@@ -175,6 +181,8 @@ def test_svp_trains_only_on_its_core_set(tmp_path: Path) -> None:
 
 def test_loss_stale_runs_end_to_end_and_records_its_staleness(tmp_path: Path) -> None:
     result = train(
-        synthetic_config(tmp_path, "train", "selection=loss_stale", "selection.stale_every=7", "trainer.max_steps=15", output="stale")
+        synthetic_config(
+            tmp_path, "train", "selection=loss_stale", "selection.stale_every=7", "trainer.max_steps=15", output="stale"
+        )
     )
     assert (result["selection"], result["stale_every"], result["steps"]) == ("loss_stale", 7, 15)

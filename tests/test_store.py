@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -175,7 +176,7 @@ def test_non_finite_losses_are_store_errors(tmp_path: Path) -> None:
 
 def test_check_matches_names_the_differing_field() -> None:
     store = make_store()
-    with pytest.raises(StoreError, match="label_noise: store has 0.1, this run has 0.3") as info:
+    with pytest.raises(StoreError, match=re.escape("label_noise: store has 0.1, this run has 0.3")) as info:
         store.check_matches(fingerprint(label_noise=0.3), "cache/il.pt")
     message = str(info.value)
     assert message.startswith("cache/il.pt was made for other data") and "run_irreducible.py" in message

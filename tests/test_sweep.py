@@ -50,7 +50,10 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_every_job_lands_in_the_sweep_folder(sweep: dict[str, Any]) -> None:
     runs = load_results(sweep["dir"])
     assert sorted((r["selection"], r["seed"]) for r in runs) == [
-        ("reducible_loss", 0), ("reducible_loss", 1), ("uniform", 0), ("uniform", 1)
+        ("reducible_loss", 0),
+        ("reducible_loss", 1),
+        ("uniform", 0),
+        ("uniform", 1),
     ]
     assert all(Path(r["path"]).parent == sweep["dir"] for r in runs)
 
@@ -63,7 +66,9 @@ def test_speedup_table_matches_the_runs(sweep: dict[str, Any]) -> None:
     mean = {name: np.mean([[p[1] for p in c] for c in cs], axis=0) for name, cs in curves.items()}
     steps = [p[0] for p in curves["uniform"][0]]
     target = mean["uniform"].max()
-    first = {name: next((s for s, a in zip(steps, m) if a >= target - 1e-9), None) for name, m in mean.items()}
+    first = {
+        name: next((s for s, a in zip(steps, m, strict=True) if a >= target - 1e-9), None) for name, m in mean.items()
+    }
     assert summary["target"] == pytest.approx(target)
     uniform, rho = summary["methods"]["uniform"], summary["methods"]["reducible_loss"]
     assert uniform["to_target"]["curve_steps"] == first["uniform"] and uniform["speedup"] == 1.0
@@ -149,8 +154,13 @@ def test_hparams_grid_is_the_papers() -> None:
 )
 def test_launcher_configs_compose(launcher: str, plugin: str, target: str) -> None:
     pytest.importorskip(plugin, reason=f"the launcher plugin is an optional extra ({plugin})")
-    cfg = compose_config("train", [f"hydra/launcher={launcher}", "hydra.launcher.partition=gpu"]
-                         if launcher == "slurm_example" else [f"hydra/launcher={launcher}"], return_hydra_config=True)
+    cfg = compose_config(
+        "train",
+        [f"hydra/launcher={launcher}", "hydra.launcher.partition=gpu"]
+        if launcher == "slurm_example"
+        else [f"hydra/launcher={launcher}"],
+        return_hydra_config=True,
+    )
     assert cfg.hydra.launcher._target_.endswith(target)
     if launcher == "local_parallel":
         assert cfg.hydra.launcher.n_jobs == 2

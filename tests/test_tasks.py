@@ -46,14 +46,14 @@ def test_tasks_refuse_data_that_does_not_fit() -> None:
     regression_data = SyntheticRegressionDataModule(num_train=200, num_test=50)
     regression_data.setup()
     assert Regression().fit_to(regression_data).num_outputs == 1
-    with pytest.raises(TaskMismatchError, match="task=classification needs class labels.*use task=regression"):
+    with pytest.raises(TaskMismatchError, match=r"task=classification needs class labels.*use task=regression"):
         Classification().fit_to(regression_data)
     from rholoss.data import SyntheticDataModule
 
     class_data = SyntheticDataModule(num_train=200, num_test=50)
     class_data.setup()
     assert Classification().fit_to(class_data).num_classes == 4
-    with pytest.raises(TaskMismatchError, match="task=regression needs real-valued targets.*use task=classification"):
+    with pytest.raises(TaskMismatchError, match=r"task=regression needs real-valued targets.*use task=classification"):
         Regression().fit_to(class_data)
 
 
@@ -107,7 +107,7 @@ def regression_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dic
 
 @pytest.mark.slow
 def test_regression_both_stages(regression_runs: tuple[Path, dict, dict[str, dict]]) -> None:
-    root, il, runs = regression_runs
+    _root, il, runs = regression_runs
     store = IrreducibleLossStore.load(Path(il["il_store"]))
     assert (il["metric"], il["mode"], store.metadata["task"]) == ("val/mse", "min", "regression")
     assert store.metadata["val_mse"] == il["val_mse"] < 0.1  # the IL model learns f from clean holdout data
@@ -126,7 +126,9 @@ def test_regression_both_stages(regression_runs: tuple[Path, dict, dict[str, dic
 @pytest.mark.parametrize("name", [m for m in LOSS_BASED if m not in ("uniform", "reducible_loss")])
 def test_every_loss_based_method_trains_on_regression(regression_runs, name: str) -> None:
     root, _, _ = regression_runs
-    result = train(regression_config(root, "train", f"selection={name}", "trainer.max_steps=20", output=f"extra/{name}"))
+    result = train(
+        regression_config(root, "train", f"selection={name}", "trainer.max_steps=20", output=f"extra/{name}")
+    )
     assert result["steps"] == 20 and result["metric"] == "val/mse"
     assert get_selection(name).applies_to(Regression())
 
@@ -158,9 +160,17 @@ def test_analysis_of_regression_runs(regression_runs) -> None:
 def min_metric_run(method: str, curve: list[float], folder: Path) -> dict:
     points = [[100 * (i + 1), value, 0.5 * 100 * (i + 1)] for i, value in enumerate(curve)]
     return {
-        "stage": "target", "selection": method, "seed": 0, "metric": "val/mse", "mode": "min", "val_curve": points,
-        "best_val_mse": min(curve), "test_mse": curve[-1], "noisy_selected_fraction": None,
-        "relevant_selected_fraction": None, "path": str(folder / method),
+        "stage": "target",
+        "selection": method,
+        "seed": 0,
+        "metric": "val/mse",
+        "mode": "min",
+        "val_curve": points,
+        "best_val_mse": min(curve),
+        "test_mse": curve[-1],
+        "noisy_selected_fraction": None,
+        "relevant_selected_fraction": None,
+        "path": str(folder / method),
     }
 
 
@@ -192,9 +202,9 @@ def test_figures_for_a_metric_to_minimise(tmp_path: Path) -> None:
     summary = analyze(tmp_path)
     assert set(summary["figures"]) >= {"accuracy_vs_steps", "steps_vs_target"}
     assert "target mse" in summary["markdown"] and "0.3" in summary["markdown"]
-    from rholoss.analysis.plots import accuracy_vs_steps, steps_vs_target
-
     import matplotlib.figure
+
+    from rholoss.analysis.plots import accuracy_vs_steps, steps_vs_target
 
     labels = []
     original = matplotlib.figure.Figure.savefig

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import re
 import sys
 from pathlib import Path
 
@@ -45,8 +46,16 @@ def glue(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def datamodule(glue: dict, **overrides) -> GLUEDataModule:
-    settings = {"task": "cola", "tokenizer": glue["tokenizer"], "data_dir": str(glue["data_dir"]), "val_size": 40,
-                "batch_size": 32, "max_length": 24, "download": False, **overrides}
+    settings = {
+        "task": "cola",
+        "tokenizer": glue["tokenizer"],
+        "data_dir": str(glue["data_dir"]),
+        "val_size": 40,
+        "batch_size": 32,
+        "max_length": 24,
+        "download": False,
+        **overrides,
+    }
     dm = GLUEDataModule(**settings)
     dm.setup()
     return dm
@@ -82,10 +91,12 @@ def test_hub_dataset_is_read_like_the_tsv_files(glue: dict, monkeypatch: pytest.
     import datasets
 
     written = glue["written"]["sst2"]
-    hub = datasets.DatasetDict({
-        hub_split: datasets.Dataset.from_dict({"sentence": written[split][0], "label": written[split][1].tolist()})
-        for split, hub_split in (("train", "train"), ("dev", "validation"))
-    })
+    hub = datasets.DatasetDict(
+        {
+            hub_split: datasets.Dataset.from_dict({"sentence": written[split][0], "label": written[split][1].tolist()})
+            for split, hub_split in (("train", "train"), ("dev", "validation"))
+        }
+    )
     requested = []
     monkeypatch.setattr(datasets, "load_dataset", lambda *args: requested.append(args) or hub)
     dm = GLUEDataModule(task="sst2", tokenizer=glue["tokenizer"], data_dir=str(glue["root"] / "empty"), val_size=40)
@@ -120,7 +131,7 @@ def test_bad_text_settings_are_refused_up_front(settings: dict, message: str) ->
 
 
 def test_missing_tokenizer_is_a_clear_error(glue: dict, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="datamodule.tokenizer is not set"):
+    with pytest.raises(ValueError, match=re.escape("datamodule.tokenizer is not set")):
         datamodule(glue, tokenizer=None)
     with pytest.raises(OSError, match=r"(?s)offline mode is on.*save_pretrained"):
         datamodule(glue, tokenizer="no-such-org/no-such-tokenizer")
@@ -165,7 +176,7 @@ def test_glue_datamodule_splits_and_serves_padded_dict_batches(glue: dict) -> No
 
 
 def test_text_refuses_image_augmentation(glue: dict) -> None:
-    with pytest.raises(ValueError, match="set datamodule.augment=false"):
+    with pytest.raises(ValueError, match=re.escape("set datamodule.augment=false")):
         datamodule(glue, augment=True).train_augmentation()
 
 
@@ -175,7 +186,7 @@ def test_text_refuses_image_augmentation(glue: dict) -> None:
 def test_tiny_transformer_ignores_padding_and_trains(glue: dict) -> None:
     dm = datamodule(glue)
     model = tiny_model(dm).eval()
-    index, x, y = next(iter(dm.pool_dataloader()))
+    _index, x, y = next(iter(dm.pool_dataloader()))
     logits = model(x)
     assert logits.shape == (len(y), 2)
     # A text scored alone (no padding) gets the logits it got inside the padded batch.
@@ -300,12 +311,20 @@ def test_text_experiments_carry_the_papers_settings(experiment: str) -> None:
 def text_config(glue: dict, root: Path, config_name: str, experiment: str, *overrides: str, output: str) -> DictConfig:
     """A real text experiment, shrunk: tiny transformer, the fixture files and tokenizer, few steps."""
     return config_in(
-        root, config_name, f"experiment={experiment}",
-        "model=tiny_transformer", *(f"model.config.{k}={v}" for k, v in TINY.items()),
-        f"datamodule.data_dir={glue['data_dir']}", f"datamodule.tokenizer={glue['tokenizer']}",
+        root,
+        config_name,
+        f"experiment={experiment}",
+        "model=tiny_transformer",
+        *(f"model.config.{k}={v}" for k, v in TINY.items()),
+        f"datamodule.data_dir={glue['data_dir']}",
+        f"datamodule.tokenizer={glue['tokenizer']}",
         "datamodule.download=false",
-        "datamodule.val_size=40", "datamodule.max_length=24", "datamodule.eval_batch_size=64", "optimizer.lr=1e-2",
-        *overrides, output=output,
+        "datamodule.val_size=40",
+        "datamodule.max_length=24",
+        "datamodule.eval_batch_size=64",
+        "optimizer.lr=1e-2",
+        *overrides,
+        output=output,
     )
 
 
@@ -376,8 +395,10 @@ def test_the_core_imports_no_hugging_face_package_at_module_level() -> None:
     top_level = []
     for path in sorted((ROOT / "src" / "rholoss").rglob("*.py")):
         for node in ast.parse(path.read_text()).body:  # module-level statements only
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             )
             top_level += [f"{path.name}: {name}" for name in names if name.split(".")[0] in optional]
     assert top_level == []

@@ -11,7 +11,7 @@ from torch import nn
 from rholoss.modules import OnlineBatchSelection
 from rholoss.selection import TokenSelectionInput, get_selection, list_selections
 from rholoss.selection.registry import top_token_mask
-from rholoss.tasks import LanguageModeling, Classification, Regression, TaskMismatchError
+from rholoss.tasks import Classification, LanguageModeling, Regression, TaskMismatchError
 
 VOCAB, T, B = 11, 6, 4
 
@@ -43,7 +43,9 @@ def test_causal_lm_losses_and_metric() -> None:
 
 def test_token_methods_apply_to_sequences_only() -> None:
     assert {"token_reducible_loss", "token_loss"} <= set(list_selections(LanguageModeling()))
-    assert "token_loss" not in list_selections(Classification()) and "entropy" not in list_selections(LanguageModeling())
+    assert "token_loss" not in list_selections(Classification()) and "entropy" not in list_selections(
+        LanguageModeling()
+    )
     for task in (Classification(3), Regression(1)):
         with pytest.raises(TaskMismatchError, match="'token_reducible_loss' needs per-token losses"):
             OnlineBatchSelection(nn.Linear(3, 3), task, selection="token_reducible_loss")
@@ -62,8 +64,13 @@ def test_top_token_mask_takes_the_top_share_across_the_batch() -> None:
 
 def test_a_token_level_step_trains_on_the_chosen_tokens() -> None:
     torch.manual_seed(0)
-    module = OnlineBatchSelection(TinyLM(), LanguageModeling(VOCAB), selection="token_reducible_loss", percent_train=1.0,
-                                  options={"token_fraction": 0.25})
+    module = OnlineBatchSelection(
+        TinyLM(),
+        LanguageModeling(VOCAB),
+        selection="token_reducible_loss",
+        percent_train=1.0,
+        options={"token_fraction": 0.25},
+    )
     pool = 10
     il = torch.rand(pool, T).half()
     noise = torch.zeros(pool, T, dtype=torch.bool)

@@ -42,7 +42,10 @@ def write_corpus(root: Path, files: int = 24, seed: int = 0) -> dict[str, bytes]
     rng = np.random.default_rng(seed)
     written = {}
     for i in range(files):
-        lines = [f"def function_{i}_{j}(value):\n    return value * {int(rng.integers(100))} + {j}\n" for j in range(int(rng.integers(5, 40)))]
+        lines = [
+            f"def function_{i}_{j}(value):\n    return value * {int(rng.integers(100))} + {j}\n"
+            for j in range(int(rng.integers(5, 40)))
+        ]
         path = root / f"package_{i % 3}" / f"module_{i}.py"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(lines))
@@ -59,8 +62,17 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def make(corpus: Path, tmp_path: Path, **settings) -> TokenCorpusDataModule:
-    options = {"source_dir": str(corpus), "cache_dir": str(tmp_path / "cache"), "seq_len": SEQ_LEN, "batch_size": 8,
-               "eval_batch_size": 16, "holdout_fraction": 0.3, "val_fraction": 0.1, "test_fraction": 0.1, **settings}
+    options = {
+        "source_dir": str(corpus),
+        "cache_dir": str(tmp_path / "cache"),
+        "seq_len": SEQ_LEN,
+        "batch_size": 8,
+        "eval_batch_size": 16,
+        "holdout_fraction": 0.3,
+        "val_fraction": 0.1,
+        "test_fraction": 0.1,
+        **settings,
+    }
     dm = TokenCorpusDataModule(**options)
     dm.setup()
     return dm
@@ -75,7 +87,7 @@ def test_byte_tokens_are_each_split_files_bytes_then_end_of_document(corpus: Pat
         assert file.tokens.dtype == np.uint16 and memory_mapped(file.tokens)
         assert file.documents and file.vocab_size == 257 and file.eos_token_id == 256
         for document, start, end in file.documents:
-            expected = list((corpus / document).read_bytes()) + [256]
+            expected = [*list((corpus / document).read_bytes()), 256]
             assert file.tokens[start:end].tolist() == expected, (name, document)
         assert file.documents[-1][2] == len(file)
     assert dm.num_classes == 257 and dm.input_shape == (SEQ_LEN,) and dm.target_kind == "tokens"
@@ -111,7 +123,9 @@ def test_a_second_setup_reuses_the_cache_and_a_changed_file_or_setting_does_not(
     first = make(corpus, tmp_path)
     written = []
     original = corpus_module.TokenCorpusDataModule._write_split
-    monkeypatch.setattr(corpus_module.TokenCorpusDataModule, "_write_split", lambda self, *a: written.append(a[0]) or original(self, *a))
+    monkeypatch.setattr(
+        corpus_module.TokenCorpusDataModule, "_write_split", lambda self, *a: written.append(a[0]) or original(self, *a)
+    )
     again = make(corpus, tmp_path)
     assert written == [] and again.fingerprint == first.fingerprint
     # seq_len only changes the windows: same token files, another fingerprint.
@@ -126,7 +140,9 @@ def test_a_second_setup_reuses_the_cache_and_a_changed_file_or_setting_does_not(
     assert len(written) == 8
 
 
-def test_bpe_is_trained_on_the_holdout_saved_and_reused(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bpe_is_trained_on_the_holdout_saved_and_reused(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dm = make(corpus, tmp_path, tokenizer="bpe", vocab_size=300)
     pool = dm.files["pool"]
     assert pool.tokenizer.startswith("bpe:300:") and dm.num_classes == 300 and pool.eos_token_id == 0
@@ -194,8 +210,14 @@ def test_the_datamodule_serves_ready_made_token_files(tmp_path: Path) -> None:
     for name, count in {"pool": 2000, "holdout": 1000, "val": 300, "test": 300}.items():
         paths[name] = str(tmp_path / f"{name}.bin")
         rng.integers(0, 1000, count).astype(np.uint16).tofile(paths[name])
-    dm = TokenCorpusDataModule(token_files=paths, vocab_size=1000, seq_len=SEQ_LEN, batch_size=8, cache_dir=str(tmp_path / "c"),
-                               token_noise=0.1)
+    dm = TokenCorpusDataModule(
+        token_files=paths,
+        vocab_size=1000,
+        seq_len=SEQ_LEN,
+        batch_size=8,
+        cache_dir=str(tmp_path / "c"),
+        token_noise=0.1,
+    )
     dm.setup()
     assert dm.num_classes == 1000 and len(dm.split("pool")) == (2000 - 1) // SEQ_LEN
     assert dm.fingerprint["token_files"] == ["holdout.bin", "pool.bin", "test.bin", "val.bin"]
@@ -214,7 +236,9 @@ def test_window_i_predicts_the_tokens_after_its_inputs() -> None:
     index, x, y = windows[2]
     assert index == 2 and x.tolist() == list(range(16, 24)) and y.tolist() == list(range(17, 25))
     batch_index, bx, by = windows.__getitems__([5, 0])
-    assert batch_index.tolist() == [5, 0] and bx[0].tolist() == list(range(40, 48)) and by[1].tolist() == list(range(1, 9))
+    assert (
+        batch_index.tolist() == [5, 0] and bx[0].tolist() == list(range(40, 48)) and by[1].tolist() == list(range(1, 9))
+    )
     tx, ty = windows.tensors(torch.device("cpu"))
     assert torch.equal(tx[2], x) and torch.equal(ty[2], y) and tx.dtype == torch.long
 
@@ -276,7 +300,9 @@ def test_token_noise_spans_cover_exactly_the_share_asked() -> None:
     assert [m.tolist() for m in merged] == [[0, 20], [12, 25]]
 
 
-def test_token_noise_replaces_exactly_its_share_of_the_pool_and_val_test_stay_clean(corpus: Path, tmp_path: Path) -> None:
+def test_token_noise_replaces_exactly_its_share_of_the_pool_and_val_test_stay_clean(
+    corpus: Path, tmp_path: Path
+) -> None:
     clean = make(corpus, tmp_path)
     noisy = make(corpus, tmp_path, token_noise=0.25, noise_span=4)
     mask = np.asarray(noisy.noise_mask).astype(bool)
@@ -344,7 +370,15 @@ def test_a_corpus_too_small_for_its_settings_says_what_to_change(corpus: Path, t
 
 
 def fingerprint(**changes) -> dict:
-    return {"dataset": "corpus", "pool_size": 12, "pool_tokens": 100, "seq_len": 8, "tokenizer": "byte", "digest": "d", **changes}
+    return {
+        "dataset": "corpus",
+        "pool_size": 12,
+        "pool_tokens": 100,
+        "seq_len": 8,
+        "tokenizer": "byte",
+        "digest": "d",
+        **changes,
+    }
 
 
 def test_token_store_round_trip_gather_and_sequence_losses(tmp_path: Path) -> None:
@@ -378,9 +412,11 @@ def test_token_store_refuses_other_data_naming_what_differs(tmp_path: Path) -> N
 
 def test_an_incomplete_or_damaged_token_store_is_never_opened(tmp_path: Path) -> None:
     path = tmp_path / "il.tokens"
-    with pytest.raises(StoreError, match="2 of 12 pool windows have no IL"):
-        with TokenLossWriter(path, 100, 8, fingerprint()) as writer:
-            writer.write_windows(torch.arange(10), torch.ones(10, 8))
+    with (
+        pytest.raises(StoreError, match="2 of 12 pool windows have no IL"),
+        TokenLossWriter(path, 100, 8, fingerprint()) as writer,
+    ):
+        writer.write_windows(torch.arange(10), torch.ones(10, 8))
     assert not path.exists() and not list(tmp_path.glob(".il.tokens.*"))  # the temporary file is gone too
     with TokenLossWriter(path, 100, 8, fingerprint()) as writer:
         writer.write_windows(torch.arange(12), torch.full((12, 8), float("nan")))
@@ -398,7 +434,9 @@ def test_an_incomplete_or_damaged_token_store_is_never_opened(tmp_path: Path) ->
 def test_a_10m_token_store_opens_memory_mapped_without_reading_it_into_ram(tmp_path: Path) -> None:
     tokens, seq_len = 10_000_001, 256
     windows = (tokens - 1) // seq_len
-    with TokenLossWriter(tmp_path / "big.tokens", tokens, seq_len, fingerprint(pool_size=windows, pool_tokens=tokens, seq_len=seq_len)) as writer:
+    with TokenLossWriter(
+        tmp_path / "big.tokens", tokens, seq_len, fingerprint(pool_size=windows, pool_tokens=tokens, seq_len=seq_len)
+    ) as writer:
         for start in range(0, windows, 8192):
             rows = torch.arange(start, min(start + 8192, windows))
             writer.write_windows(rows, rows[:, None].float().expand(-1, seq_len) % 1000)
@@ -416,7 +454,9 @@ def test_a_10m_token_store_opens_memory_mapped_without_reading_it_into_ram(tmp_p
 
 def test_the_causal_lm_from_config_gives_next_token_logits() -> None:
     torch.manual_seed(0)
-    model = CausalLM((SEQ_LEN,), 257, vocab_size=257, eos_token_id=256, config={"n_embd": 32, "n_layer": 1, "n_head": 2})
+    model = CausalLM(
+        (SEQ_LEN,), 257, vocab_size=257, eos_token_id=256, config={"n_embd": 32, "n_layer": 1, "n_head": 2}
+    )
     model.eval()  # no dropout: the same input gives the same logits
     logits = model(torch.randint(0, 257, (3, SEQ_LEN)))
     assert logits.shape == (3, SEQ_LEN, 257)
@@ -424,7 +464,9 @@ def test_the_causal_lm_from_config_gives_next_token_logits() -> None:
     x = torch.randint(0, 257, (1, SEQ_LEN))
     changed = x.clone()
     changed[0, 5] = (changed[0, 5] + 1) % 257
-    assert torch.allclose(model(x)[0, :5], model(changed)[0, :5]) and not torch.allclose(model(x)[0, 5:], model(changed)[0, 5:])
+    assert torch.allclose(model(x)[0, :5], model(changed)[0, :5]) and not torch.allclose(
+        model(x)[0, 5:], model(changed)[0, 5:]
+    )
     with pytest.raises(ValueError, match="windows of token ids"):
         CausalLM((3, 32, 32), 10)
     with pytest.raises(OSError, match="use model=tiny_gpt2"):
@@ -433,15 +475,25 @@ def test_the_causal_lm_from_config_gives_next_token_logits() -> None:
 
 def test_the_code_corpus_and_tiny_gpt2_configs_build_the_datamodule_and_model(corpus: Path, tmp_path: Path) -> None:
     # ~experiment: the default experiment's settings are an image dataset's.
-    cfg = config_in(tmp_path, "train", "~experiment", "datamodule=code_corpus", "model=tiny_gpt2", f"datamodule.source_dir={corpus}",
-                    "datamodule.tokenizer=byte", "datamodule.max_bytes=null", f"datamodule.seq_len={SEQ_LEN}",
-                    "datamodule.batch_size=8", "datamodule.exclude=[]")
+    cfg = config_in(
+        tmp_path,
+        "train",
+        "~experiment",
+        "datamodule=code_corpus",
+        "model=tiny_gpt2",
+        f"datamodule.source_dir={corpus}",
+        "datamodule.tokenizer=byte",
+        "datamodule.max_bytes=null",
+        f"datamodule.seq_len={SEQ_LEN}",
+        "datamodule.batch_size=8",
+        "datamodule.exclude=[]",
+    )
     dm = instantiate(cfg.datamodule)
     dm.setup()
     assert str(dm.cache_dir).startswith(str(tmp_path)) and dm.on_device
     model = build_model_for(cfg.model, dm, LanguageModeling().fit_to(dm))
     assert isinstance(model, CausalLM) and model.model.config.n_positions == SEQ_LEN
-    index, x, y = next(iter(dm.train_dataloader()))
+    _index, x, _y = next(iter(dm.train_dataloader()))
     assert model(x).shape == (8, SEQ_LEN, 257)
     default = instantiate(config_in(tmp_path, "train", "~experiment", "datamodule=code_corpus").datamodule)
     assert default.source_dir == Path(sysconfig.get_paths()["stdlib"]) and default.tokenizer == "bpe"
@@ -450,16 +502,22 @@ def test_the_code_corpus_and_tiny_gpt2_configs_build_the_datamodule_and_model(co
 def test_token_file_metadata_records_documents_and_tokenizer(corpus: Path, tmp_path: Path) -> None:
     dm = make(corpus, tmp_path)
     metadata = json.loads(metadata_path(dm.files["val"].path).read_text())
-    assert metadata["tokenizer"] == "byte" and metadata["dtype"] == "uint16" and metadata["count"] == len(dm.files["val"])
+    assert (
+        metadata["tokenizer"] == "byte" and metadata["dtype"] == "uint16" and metadata["count"] == len(dm.files["val"])
+    )
     assert metadata["documents"]["names"] == [doc for doc, _, _ in dm.files["val"].documents]
 
 
-def test_an_il_model_s_token_losses_written_by_window_line_up_with_the_pool_tokens(corpus: Path, tmp_path: Path) -> None:
+def test_an_il_model_s_token_losses_written_by_window_line_up_with_the_pool_tokens(
+    corpus: Path, tmp_path: Path
+) -> None:
     """The IL stage's path: per-token losses of each pool batch -> the store by window index; entry t
     of the store is then the loss on predicting pool token t, and a gather gives back each batch's."""
     dm = make(corpus, tmp_path, token_noise=0.1)
     torch.manual_seed(0)
-    model = CausalLM(dm.input_shape, dm.num_classes, config={"n_embd": 16, "n_layer": 1, "n_head": 2}, **dm.model_kwargs()).eval()
+    model = CausalLM(
+        dm.input_shape, dm.num_classes, config={"n_embd": 16, "n_layer": 1, "n_head": 2}, **dm.model_kwargs()
+    ).eval()
     pool, path = dm.files["pool"].tokens, tmp_path / "il.tokens"
     batches = []
     with torch.no_grad(), TokenLossWriter(path, len(pool), SEQ_LEN, dm.fingerprint) as writer:

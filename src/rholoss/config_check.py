@@ -28,6 +28,7 @@ import torch
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
+from rholoss.config_dict import config_dict
 from rholoss.selection import get_selection
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -47,7 +48,7 @@ def check_config(cfg: DictConfig, selection_keys: Iterable[str] = ()) -> None:
     """Raise :class:`UnknownConfigKeyError` naming every key of ``cfg`` that nothing reads, each
     with the closest key that would be read there. ``selection_keys``: the ``selection`` keys the
     stage reads itself; the rest of ``selection`` must be options of the selection function."""
-    container = OmegaConf.to_container(cfg, resolve=False)
+    container = config_dict(cfg, resolve=False)
     container.pop("hydra", None)  # Hydra's own, when composed with it
     selection = container.pop("selection", None)
     unknown = list(_unknown(container, defined_keys(CONFIG_DIR), ""))
@@ -89,7 +90,7 @@ def defined_keys(config_dir: Path) -> dict[str, Any]:
     return tree
 
 
-def _merge(tree: dict[str, Any], content: dict[str, Any]) -> None:
+def _merge(tree: dict[str, Any], content: dict[Any, Any]) -> None:
     for key, value in content.items():
         child = tree.setdefault(str(key), {})
         if isinstance(value, dict):

@@ -36,7 +36,7 @@ def run_job(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         return task(cfg)
     try:
         return task(cfg)
-    except Exception as error:  # noqa: BLE001 - any job error is recorded, the sweep goes on
+    except Exception as error:  # any job error is recorded, the sweep goes on
         output_dir = Path(HydraConfig.get().runtime.output_dir)
         record_failure(output_dir, cfg, error)
         log.exception("Job failed (recorded in %s); the sweep goes on.", output_dir / "results.json")

@@ -20,13 +20,18 @@ def _accuracies(text: str) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m rholoss.analysis", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m rholoss.analysis", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("folder", type=Path, help="a run.py run or sweep folder (searched recursively)")
-    parser.add_argument("--output", type=Path, help="where summary.json and the figures go (default: <folder>/analysis)")
+    parser.add_argument(
+        "--output", type=Path, help="where summary.json and the figures go (default: <folder>/analysis)"
+    )
     parser.add_argument("--targets", type=_accuracies, help="target accuracies for steps-vs-target, e.g. 0.8,0.85")
     parser.add_argument("--no-figures", action="store_true", help="tables and summary.json only")
-    parser.add_argument("--wandb", action="store_true", help="also log figures and table to wandb (offline unless WANDB_MODE)")
+    parser.add_argument(
+        "--wandb", action="store_true", help="also log figures and table to wandb (offline unless WANDB_MODE)"
+    )
     args = parser.parse_args(argv)
 
     try:

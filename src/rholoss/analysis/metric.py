@@ -63,10 +63,15 @@ class Metric:
         return np.multiply(values, 100) if self.is_fraction else np.asarray(values, dtype=float)
 
 
+# The default metric (validation accuracy, higher is better): runs made before tasks existed, and the
+# default argument of the helpers that read curves (one shared frozen instance).
+ACCURACY = Metric()
+
+
 def metric_of(runs: Sequence[dict[str, Any]]) -> Metric:
     """The one metric ``runs`` share; an error naming them when they were measured differently."""
     metrics = {Metric(run.get("metric", "val/acc"), run.get("mode", "max")) for run in runs}
     if len(metrics) > 1:
         found = ", ".join(sorted(f"{m.name} ({m.mode})" for m in metrics))
         raise ValueError(f"These runs were measured by different metrics ({found}): analyse each task's runs apart.")
-    return metrics.pop() if metrics else Metric()
+    return metrics.pop() if metrics else ACCURACY

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ def _save(figure: Any, folder: Path, name: str) -> list[Path]:
     paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
     figure.tight_layout()
     for path in paths:
-        atomic_write(path, lambda file, fmt=path.suffix[1:]: figure.savefig(file, format=fmt, dpi=150))
+        atomic_write(path, functools.partial(figure.savefig, format=path.suffix[1:], dpi=150))
     return paths
 
 
@@ -53,11 +54,20 @@ def accuracy_vs_steps(summary: dict[str, Any], folder: Path) -> list[Path]:
         curve = method["curve"]
         axes.plot(curve["steps"], metric.scaled(curve["mean"]), color=colors[name], label=name)
         axes.fill_between(
-            curve["steps"], metric.scaled(curve["min"]), metric.scaled(curve["max"]),
-            color=colors[name], alpha=0.2, linewidth=0,
+            curve["steps"],
+            metric.scaled(curve["min"]),
+            metric.scaled(curve["max"]),
+            color=colors[name],
+            alpha=0.2,
+            linewidth=0,
         )
-    axes.axhline(metric.scaled(summary["target"]), color="grey", linestyle="--", linewidth=1,
-                 label=f"target ({summary['baseline']}'s best)")
+    axes.axhline(
+        metric.scaled(summary["target"]),
+        color="grey",
+        linestyle="--",
+        linewidth=1,
+        label=f"target ({summary['baseline']}'s best)",
+    )
     title = f"{metric.label[0].upper()}{metric.label[1:]} vs steps (mean, min/max over seeds)"
     axes.set(xlabel="steps", ylabel=metric.axis_label, title=title)
     axes.legend()
@@ -76,12 +86,16 @@ def steps_vs_target(summary: dict[str, Any], folder: Path) -> list[Path]:
         high = np.array([np.nan if r["steps"]["max"] is None else r["steps"]["max"] for r in reach], dtype=float)
         # Error bars must not be negative: the mean curve's step can lie outside the per-seed range.
         errors = np.nan_to_num(np.clip([steps - low, high - steps], 0, None))
-        axes.errorbar(targets, steps, yerr=errors, marker="o", markersize=3, capsize=2, color=_colors(summary)[name],
-                      label=name)
+        axes.errorbar(
+            targets, steps, yerr=errors, marker="o", markersize=3, capsize=2, color=_colors(summary)[name], label=name
+        )
     if metric.mode == "min":  # left to right: from easy targets to hard ones, as for accuracy
         axes.invert_xaxis()
-    axes.set(xlabel=f"target {metric.axis_label}", ylabel="steps required",
-             title=f"Steps to reach a target {metric.label} (missing: never)")
+    axes.set(
+        xlabel=f"target {metric.axis_label}",
+        ylabel="steps required",
+        title=f"Steps to reach a target {metric.label} (missing: never)",
+    )
     axes.legend()
     return _save(figure, folder, "steps_vs_target")
 
@@ -93,7 +107,9 @@ def noisy_selected(summary: dict[str, Any], folder: Path) -> list[Path]:
         return []
     stats = [summary["methods"][n]["noisy_selected_fraction"] for n in names]
     mean = np.array([100 * s["mean"] for s in stats])
-    errors = np.array([[100 * s["mean"] - 100 * s["min"] for s in stats], [100 * s["max"] - 100 * s["mean"] for s in stats]])
+    errors = np.array(
+        [[100 * s["mean"] - 100 * s["min"] for s in stats], [100 * s["max"] - 100 * s["mean"] for s in stats]]
+    )
     figure, axes = _figure((max(4, 1.2 * len(names)), 4))
     axes.bar(names, mean, yerr=errors, capsize=4, color=[_colors(summary)[n] for n in names], alpha=0.8)
     axes.set(ylabel="selected points with corrupted labels (%)", title="Noisy points selected")

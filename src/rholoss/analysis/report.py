@@ -53,10 +53,15 @@ def log_to_wandb(summary: dict[str, Any], project: str = "rholoss", directory: P
         job_type="analysis",
         name=f"analysis-{Path(summary['folder']).name}",
         dir=str(directory),
-        mode=os.environ.get("WANDB_MODE", "offline"),
-        config={"folder": summary["folder"], "metric": summary["metric"], "mode": summary["mode"], "target": summary["target"]},
+        mode=os.environ.get("WANDB_MODE", "offline"),  # type: ignore[arg-type]  # a plain str: wandb checks it
+        config={
+            "folder": summary["folder"],
+            "metric": summary["metric"],
+            "mode": summary["mode"],
+            "target": summary["target"],
+        },
     )
-    columns = ["method", "seeds", "steps_to_target", "speedup", "wall_clock_speedup", "test_mean"]
+    columns: list[str | int] = ["method", "seeds", "steps_to_target", "speedup", "wall_clock_speedup", "test_mean"]
     rows = [
         [name, len(m["seeds"]), m["to_target"]["curve_steps"], m["speedup"], m["wall_clock_speedup"], m["test"]["mean"]]
         for name, m in summary["methods"].items()

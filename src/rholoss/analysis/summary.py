@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from rholoss.analysis.metric import Metric, metric_of
+from rholoss.analysis.metric import ACCURACY, Metric, metric_of
 from rholoss.analysis.tables import markdown_table
 
 BASELINE = "uniform"
@@ -55,7 +55,7 @@ def mean_curve(runs: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
 
 
 def first_reaching(
-    curve: Sequence[Sequence[float]], target: float, metric: Metric = Metric()
+    curve: Sequence[Sequence[float]], target: float, metric: Metric = ACCURACY
 ) -> tuple[int, float] | None:
     """(step, seconds) of the first point of ``[step, value, seconds]`` rows whose value reaches ``target``."""
     return next(((int(p[0]), float(p[2])) for p in curve if metric.reached(p[1], target)), None)
@@ -75,11 +75,11 @@ def _stats(values: Sequence[float | None]) -> dict[str, Any]:
 
 
 def steps_to_target(
-    runs: Sequence[dict[str, Any]], curve: dict[str, list[float]], target: float, metric: Metric = Metric()
+    runs: Sequence[dict[str, Any]], curve: dict[str, list[float]], target: float, metric: Metric = ACCURACY
 ) -> dict[str, Any]:
     """How long ``runs`` (one method's seeds) take to reach ``target``: on the mean curve, and per
     seed (mean, min, max of steps and of wall-clock seconds)."""
-    on_mean = first_reaching(list(zip(curve["steps"], curve["mean"], curve["seconds"])), target, metric)
+    on_mean = first_reaching(list(zip(curve["steps"], curve["mean"], curve["seconds"], strict=True)), target, metric)
     per_seed = [first_reaching(run["val_curve"], target, metric) for run in runs]
     return {
         "curve_steps": on_mean[0] if on_mean else None,
@@ -168,13 +168,29 @@ def speedup_markdown(summary: dict[str, Any]) -> str:
         wall = "never" if m["wall_clock_speedup"] is None else f"{m['wall_clock_speedup']:.2f}x"
         steps = "never" if reach["curve_steps"] is None else str(reach["curve_steps"])
         noisy = m["noisy_selected_fraction"]
-        rows.append([
-            name, len(m["seeds"]), steps, speedup, _range(reach["steps"], "{:.0f}"), _range(reach["seconds"], "{:.1f}"),
-            wall, _range(m["test"], "{:.4f}"), _range(noisy, "{:.3f}"),
-        ])
+        rows.append(
+            [
+                name,
+                len(m["seeds"]),
+                steps,
+                speedup,
+                _range(reach["steps"], "{:.0f}"),
+                _range(reach["seconds"], "{:.1f}"),
+                wall,
+                _range(m["test"], "{:.4f}"),
+                _range(noisy, "{:.3f}"),
+            ]
+        )
     header = [
-        "method", "seeds", "steps to target", "speedup", "steps per seed", "seconds per seed", "wall-clock speedup",
-        f"test {metric.short}", "noisy selected",
+        "method",
+        "seeds",
+        "steps to target",
+        "speedup",
+        "steps per seed",
+        "seconds per seed",
+        "wall-clock speedup",
+        f"test {metric.short}",
+        "noisy selected",
     ]
     best = "highest" if metric.mode == "max" else "lowest"
     title = (

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rholoss.analysis.metric import Metric, metric_of
+from rholoss.analysis.metric import ACCURACY, Metric, metric_of
 
 
 def load_results(folder: Path) -> list[dict[str, Any]]:
@@ -22,7 +22,7 @@ def load_results(folder: Path) -> list[dict[str, Any]]:
     return runs
 
 
-def steps_to_value(val_curve: Sequence[Sequence[float]], target: float, metric: Metric = Metric()) -> int | None:
+def steps_to_value(val_curve: Sequence[Sequence[float]], target: float, metric: Metric = ACCURACY) -> int | None:
     """First step whose validation value reaches ``target`` (at least it for accuracy, at most it for
     a metric to minimise), or None if it never does."""
     return next((int(step) for step, value, *_ in val_curve if metric.reached(value, target)), None)
@@ -51,11 +51,16 @@ def method_table(runs: Sequence[dict[str, Any]]) -> str:
         steps = steps_to_value(run["val_curve"], target, metric) if target is not None else None
         steps_text = "n/a" if target is None else ("never" if steps is None else str(steps))
         values = [p[1] for p in run["val_curve"]]
-        rows.append([
-            run["selection"], run["seed"], _fmt(run.get(f"test_{metric.short}")),
-            _fmt(metric.best(values) if values else None), steps_text,
-            _fmt(run["noisy_selected_fraction"], "{:.3f}"),
-        ])
+        rows.append(
+            [
+                run["selection"],
+                run["seed"],
+                _fmt(run.get(f"test_{metric.short}")),
+                _fmt(metric.best(values) if values else None),
+                steps_text,
+                _fmt(run["noisy_selected_fraction"], "{:.3f}"),
+            ]
+        )
     short = metric.short
     steps_header = f"steps to uniform's final val {short} ({_fmt(target)})"
     header = ["method", "seed", f"test {short}", f"best val {short}", steps_header, "noisy selected"]

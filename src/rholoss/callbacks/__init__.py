@@ -11,6 +11,13 @@ from rholoss.callbacks.step_timer import StepTimer
 from rholoss.callbacks.val_curve import ValCurve
 
 __all__ = [
-    "CheckpointError", "NonFiniteLossError", "StepCheckpoint", "StepProgressBar", "StepTimer", "StopSignals", "ValCurve",
-    "requeued_run", "resolve_resume",
+    "CheckpointError",
+    "NonFiniteLossError",
+    "StepCheckpoint",
+    "StepProgressBar",
+    "StepTimer",
+    "StopSignals",
+    "ValCurve",
+    "requeued_run",
+    "resolve_resume",
 ]

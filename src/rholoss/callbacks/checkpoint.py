@@ -17,7 +17,7 @@ import logging
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -82,7 +82,9 @@ class StepCheckpoint(pl.Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self.stop_signals.uninstall()
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self._rng_to_restore is not None:
             _set_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
@@ -95,7 +97,7 @@ class StepCheckpoint(pl.Callback):
             self._watch(loss.detach(), trainer.global_step)
         step = trainer.global_step
         save_now = self.every_n_steps is not None and step % self.every_n_steps == 0
-        at_interval = step % trainer.log_every_n_steps == 0
+        at_interval = step % trainer.log_every_n_steps == 0  # type: ignore[attr-defined]  # set on the Trainer by a Lightning connector: mypy cannot see it
         if save_now or at_interval:
             self._stop_if_non_finite(trainer)
         if save_now:
@@ -138,7 +140,10 @@ class StepCheckpoint(pl.Callback):
         name = self.stop_signals.received.name if self.stop_signals.received else "another rank's stop signal"
         log.warning(
             "Interrupted by %s at step %d: the state is saved in %s. Continue with resume=%s",
-            name, trainer.global_step, self.last_path, folder,
+            name,
+            trainer.global_step,
+            self.last_path,
+            folder,
         )
         self.stop_signals.hand_over()
 
@@ -205,7 +210,8 @@ def requeued_run(run_dir: Path) -> Path | None:
 
 def _rng_state() -> dict[str, Any]:
     # Tensors and plain values only, so the checkpoint loads with torch.load(weights_only=True).
-    name, keys, position, has_gauss, cached = np.random.get_state()
+    legacy = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())  # the legacy tuple (the default)
+    name, keys, position, has_gauss, cached = legacy
     numpy_state = [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached]
     state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -220,4 +226,3 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-

@@ -64,4 +64,3 @@ class StopSignals:
         if callable(outer):
             outer(signum, None)
         raise SystemExit(128 + signum)
-

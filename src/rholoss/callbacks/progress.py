@@ -34,7 +34,7 @@ class StepProgressBar(TQDMProgressBar):
     ) -> None:
         self._done = batch_idx + 1
         now = time.monotonic()
-        if now >= self._next_redraw or self._done == self._train_progress_bar.total:
+        if now >= self._next_redraw or self._done == self.train_progress_bar.total:
             self._next_redraw = now + self.refresh_seconds
             self._redraw(trainer, pl_module)
 
@@ -54,7 +54,7 @@ class StepProgressBar(TQDMProgressBar):
         super().on_validation_end(trainer, pl_module)
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        read_at = (trainer.global_step // max(trainer.log_every_n_steps, 1), self._validations)
+        read_at = (trainer.global_step // max(trainer.log_every_n_steps, 1), self._validations)  # type: ignore[attr-defined]  # set on the Trainer by a Lightning connector: mypy cannot see it
         if read_at != self._read_at:
             self._read_at, self._metrics = read_at, super().get_metrics(trainer, pl_module)
         return {"step": trainer.global_step, **self._metrics}

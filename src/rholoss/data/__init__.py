@@ -4,8 +4,8 @@ from rholoss.data.cifar import CIFAR10DataModule, CIFAR100DataModule
 from rholoss.data.clothing1m import Clothing1MDataModule
 from rholoss.data.datamodule import PoolDataModule, Sources, SplitDataModule
 from rholoss.data.fashion_mnist import FashionMNISTDataModule
-from rholoss.data.image_folder import CINIC10DataModule, ImageFolderDataModule
 from rholoss.data.glue import GLUEDataModule
+from rholoss.data.image_folder import CINIC10DataModule, ImageFolderDataModule
 from rholoss.data.indexed import IndexedDataset
 from rholoss.data.mnist import MNISTDataModule, QMNISTDataModule
 from rholoss.data.synthetic import SyntheticDataModule, SyntheticRegressionDataModule

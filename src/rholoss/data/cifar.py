@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -60,7 +60,9 @@ class CIFAR10DataModule(PoolDataModule):
     label_key = "labels"
     archive_url = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
-    def __init__(self, data_dir: str = "data", download: bool = True, val_from: str = "holdout", **kwargs) -> None:
+    def __init__(
+        self, data_dir: str = "data", download: bool = True, val_from: Literal["train", "holdout"] = "holdout", **kwargs
+    ) -> None:
         super().__init__(val_from=val_from, **kwargs)
         self.data_dir = Path(data_dir)
         self.download = download

@@ -219,7 +219,11 @@ class SplitDataModule(pl.LightningDataModule):
         pool = self.train_split == "pool"
         augment = pool and self.augment  # the IL model trains on un-augmented inputs
         return self._loader(
-            self.train_split, self.batch_size, shuffle=True, drop_last=pool, positions=self.train_positions,
+            self.train_split,
+            self.batch_size,
+            shuffle=True,
+            drop_last=pool,
+            positions=self.train_positions,
             augment=augment,
         )
 

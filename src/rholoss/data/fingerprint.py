@@ -19,12 +19,7 @@ def pool_fingerprint(dataset: str, source_indices: Tensor, labels: Tensor, **set
         # Real-valued targets (regression) are hashed as float32; labels and indices as int64.
         dtype = torch.float32 if tensor.is_floating_point() else torch.int64
         digest.update(tensor.to(dtype).contiguous().numpy().tobytes())
-    return {
-        "dataset": dataset,
-        "pool_size": int(len(source_indices)),
-        **settings,
-        "digest": digest.hexdigest()[:16],
-    }
+    return {"dataset": dataset, "pool_size": len(source_indices), **settings, "digest": digest.hexdigest()[:16]}
 
 
 def fingerprint_differences(expected: dict[str, Any], found: dict[str, Any]) -> list[str]:

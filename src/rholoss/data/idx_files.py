@@ -4,6 +4,7 @@ download fallback, and turning images into normalised tensors. Each dataset only
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -47,8 +48,8 @@ class IdxDataModule(PoolDataModule):
     :meth:`download_with_torchvision` fetches it into ``data_dir``.
     """
 
-    file_groups: dict[str, dict[str, str]]
-    torchvision_dirs: tuple[str, ...]
+    file_groups: ClassVar[dict[str, dict[str, str]]]
+    torchvision_dirs: ClassVar[tuple[str, ...]]
     mean: float
     std: float
     display_name: str  # in messages: "Fashion-MNIST"

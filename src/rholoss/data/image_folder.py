@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ def decode_images(paths: list[Path]) -> np.ndarray:
     """RGB images ``(N, 3, H, W)`` uint8; all must have the same size to share one array."""
     from PIL import Image
 
-    images = []
+    images: list[np.ndarray] = []
     for path in paths:
         with Image.open(path) as image:
             array = np.asarray(image.convert("RGB"))
@@ -81,8 +82,8 @@ class ImageFolderDataModule(PoolDataModule):
     """
 
     name = "image_folder"
-    split_dirs: dict[str, str] = {"train": "train", "test": "test", "holdout": "holdout", "val": "val"}
-    required = ("train", "test")
+    split_dirs: ClassVar[dict[str, str]] = {"train": "train", "test": "test", "holdout": "holdout", "val": "val"}
+    required: tuple[str, ...] = ("train", "test")
     how_to_get = "Put your images there as <split>/<class name>/<image file>."
 
     def __init__(
@@ -106,9 +107,9 @@ class ImageFolderDataModule(PoolDataModule):
         folders = [self.data_dir / self.split_dirs[split] for split in self.required]
         missing = [folder for folder in folders if not folder.is_dir()]
         if missing or not classes:
-            folders = ", ".join(f"{self.split_dirs[s]}/" for s in self.required)
+            names = ", ".join(f"{self.split_dirs[s]}/" for s in self.required)
             raise FileNotFoundError(
-                f"{self.name}: expected the folders {folders} with one subfolder of images per class in "
+                f"{self.name}: expected the folders {names} with one subfolder of images per class in "
                 f"datamodule.data_dir={self.data_dir}, but "
                 f"{', '.join(map(str, missing)) or 'train/ has no class folders'} "
                 f"{'is' if len(missing) <= 1 else 'are'} missing. {self.how_to_get}"
@@ -159,9 +160,9 @@ class CINIC10DataModule(ImageFolderDataModule):
     """
 
     name = "cinic10"
-    split_dirs = {"train": "train", "holdout": "valid", "test": "test"}
+    split_dirs: ClassVar[dict[str, str]] = {"train": "train", "holdout": "valid", "test": "test"}
     required = ("train", "holdout", "test")
-    classes_in_order = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    classes_in_order = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
     how_to_get = (
         "Download CINIC-10 (https://datashare.ed.ac.uk/handle/10283/3192, CINIC-10.tar.gz) and extract it so "
         "that datamodule.data_dir holds train/, valid/ and test/."
@@ -173,4 +174,4 @@ class CINIC10DataModule(ImageFolderDataModule):
         super().__init__(data_dir=data_dir, val_from=val_from, **kwargs)
 
     def classes(self) -> list[str]:
-        return self.classes_in_order
+        return list(self.classes_in_order)

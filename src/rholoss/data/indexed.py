@@ -23,16 +23,11 @@ class IndexedDataset(Dataset):
     """
 
     def __init__(
-        self,
-        source: Dataset,
-        source_indices: Tensor,
-        labels: Tensor,
-        transform: Callable[[Any], Any] | None = None,
+        self, source: Dataset, source_indices: Tensor, labels: Tensor, transform: Callable[[Any], Any] | None = None
     ) -> None:
         if len(source_indices) != len(labels):
             raise ValueError(
-                f"IndexedDataset needs one label per point: got {len(source_indices)} indices "
-                f"and {len(labels)} labels."
+                f"IndexedDataset needs one label per point: got {len(source_indices)} indices and {len(labels)} labels."
             )
         self.source = source
         self.source_indices = source_indices.long()

@@ -8,6 +8,7 @@ holdout for the IL model, and tests on MNIST's test set.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -33,7 +34,7 @@ class MNISTDataModule(IdxDataModule):
     num_classes = 10
     input_shape = (1, 28, 28)
     file_groups = MNIST_FILE_GROUPS
-    torchvision_dirs = ("MNIST",)
+    torchvision_dirs: ClassVar[tuple[str, ...]] = ("MNIST",)
     mean, std = MNIST_MEAN, MNIST_STD
     how_to_get = (
         "Put the files into datamodule.data_dir (from https://yann.lecun.com/exdb/mnist/ or any mirror), "
@@ -68,7 +69,7 @@ class QMNISTDataModule(MNISTDataModule):
 
     name = "qmnist"
     display_name = "QMNIST"
-    file_groups = {**MNIST_FILE_GROUPS, **QMNIST_FILE_GROUPS}
+    file_groups: ClassVar[dict[str, dict[str, str]]] = {**MNIST_FILE_GROUPS, **QMNIST_FILE_GROUPS}
     torchvision_dirs = ("MNIST", "QMNIST")
     how_to_get = (
         "Put MNIST's files (https://yann.lecun.com/exdb/mnist/) and QMNIST's test files "
@@ -94,4 +95,6 @@ class QMNISTDataModule(MNISTDataModule):
                 f"{QMNIST_MNIST_TEST_ROWS} rows of 8 int32 columns, got shape {labels.shape}."
             )
         extra = slice(QMNIST_MNIST_TEST_ROWS, None)  # skip the digits that are MNIST's test set
-        return Sources.from_tensors(**self._mnist_tensors(files), holdout=self.to_tensors(images[extra], labels[extra, 0]))
+        return Sources.from_tensors(
+            **self._mnist_tensors(files), holdout=self.to_tensors(images[extra], labels[extra, 0])
+        )

@@ -32,7 +32,7 @@ def uniform_label_noise(labels: Tensor, fraction: float, num_classes: int, seed:
         raise ValueError("Label noise needs at least two classes.")
     labels = labels.long()
     generator = torch.Generator().manual_seed(seed)
-    num_corrupted = int(round(fraction * len(labels)))
+    num_corrupted = round(fraction * len(labels))
     chosen = torch.randperm(len(labels), generator=generator)[:num_corrupted]
     shift = torch.randint(1, max(num_classes, 2), (num_corrupted,), generator=generator)
     noisy = labels.clone()
@@ -66,7 +66,7 @@ def structured_label_noise(
     corrupted = torch.zeros(len(labels), dtype=torch.bool)
     for source, target in pairs:
         members = torch.nonzero(labels == source).flatten()
-        chosen = members[torch.randperm(len(members), generator=generator)[: int(round(probability * len(members)))]]
+        chosen = members[torch.randperm(len(members), generator=generator)[: round(probability * len(members))]]
         noisy[chosen] = target
         corrupted[chosen] = True
     return NoisyLabels(labels=noisy, corrupted=corrupted)
@@ -115,7 +115,7 @@ def resampled_target_noise(targets: Tensor, fraction: float, seed: int) -> Noisy
     if fraction > 0 and n < 2:
         raise ValueError("Target noise needs at least two points to draw replacement targets from.")
     generator = torch.Generator().manual_seed(seed)
-    num_corrupted = int(round(fraction * n))
+    num_corrupted = round(fraction * n)
     chosen = torch.randperm(n, generator=generator)[:num_corrupted]
     sources = (chosen + torch.randint(1, max(n, 2), (num_corrupted,), generator=generator)) % n
     noisy = targets.clone()
@@ -126,12 +126,7 @@ def resampled_target_noise(targets: Tensor, fraction: float, seed: int) -> Noisy
 
 
 def apply_label_noise(
-    labels: Tensor,
-    noise_type: str,
-    amount: float,
-    num_classes: int,
-    pairs: Sequence[tuple[int, int]] | None,
-    seed: int,
+    labels: Tensor, noise_type: str, amount: float, num_classes: int, pairs: Sequence[tuple[int, int]] | None, seed: int
 ) -> NoisyLabels:
     """``uniform``: ``amount`` is the corrupted fraction; ``structured``: the flip probability of each
     pair's source class (``pairs`` None: the paper's MNIST pairs). Real-valued targets take

@@ -30,7 +30,7 @@ def split_indices(num_points: int, val_size: int, holdout_fraction: float, seed:
         raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}.")
     order = _seeded_order(num_points, seed)
     val, rest = order[:val_size], order[val_size:]
-    num_holdout = int(round(holdout_fraction * len(rest)))
+    num_holdout = round(holdout_fraction * len(rest))
     holdout, pool = rest[:num_holdout], rest[num_holdout:]
     if len(pool) == 0:
         raise ValueError(

@@ -18,6 +18,7 @@ class SyntheticDataModule(PoolDataModule):
     exercising image models, augmentation and image-size throughput without a dataset on disk."""
 
     name = "synthetic"
+    num_classes: int  # always known: set from the constructor's argument
 
     def __init__(
         self,

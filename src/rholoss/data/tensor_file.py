@@ -40,7 +40,9 @@ class TensorFileDataModule(PoolDataModule):
         if not isinstance(data, dict):
             raise ValueError(f"tensor_file: {self.path} holds a {type(data).__name__}, expected a dict of tensors.")
         missing = [key for key in REQUIRED if key not in data]
-        missing += [f"x_{s} or y_{s} (give both or neither)" for s in OPTIONAL if (f"x_{s}" in data) ^ (f"y_{s}" in data)]
+        missing += [
+            f"x_{s} or y_{s} (give both or neither)" for s in OPTIONAL if (f"x_{s}" in data) ^ (f"y_{s}" in data)
+        ]
         if missing:
             raise ValueError(f"tensor_file: {self.path} lacks {', '.join(missing)} (it has {', '.join(sorted(data))}).")
         splits = {s: self._pair(data, s) for s in ("train", "test", *OPTIONAL) if f"x_{s}" in data}

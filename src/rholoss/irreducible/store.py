@@ -22,8 +22,7 @@ from rholoss.data.fingerprint import fingerprint_differences
 FORMAT_VERSION = 1
 # What to do about any store that cannot be used.
 _FIX = (
-    "Point irreducible.path at a store written by run_irreducible.py, or delete this one and rerun "
-    "run_irreducible.py."
+    "Point irreducible.path at a store written by run_irreducible.py, or delete this one and rerun run_irreducible.py."
 )
 
 
@@ -84,9 +83,7 @@ class IrreducibleLossStore:
     def check_matches(self, fingerprint: dict[str, Any], path: Path | str = "the IL store") -> None:
         check_fingerprint(fingerprint, self.fingerprint, path)
         if len(self.losses) != fingerprint["pool_size"]:
-            raise StoreError(
-                f"{path} holds {len(self.losses)} losses for a pool of {fingerprint['pool_size']}. {_FIX}"
-            )
+            raise StoreError(f"{path} holds {len(self.losses)} losses for a pool of {fingerprint['pool_size']}. {_FIX}")
 
 
 def check_fingerprint(expected: dict[str, Any], found: dict[str, Any], path: Path | str) -> None:

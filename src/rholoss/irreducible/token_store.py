@@ -53,20 +53,27 @@ class TokenLossWriter:
     """
 
     def __init__(
-        self, path: Path, num_tokens: int, seq_len: int, fingerprint: dict[str, Any], metadata: dict[str, Any] | None = None
+        self,
+        path: Path,
+        num_tokens: int,
+        seq_len: int,
+        fingerprint: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
         self.seq_len = seq_len
         self.num_windows = num_windows(num_tokens, seq_len)
         if self.num_windows == 0:
             raise ValueError(f"A pool of {num_tokens} tokens holds no window of seq_len={seq_len}.")
-        header = json.dumps({
-            "format_version": FORMAT_VERSION,
-            "num_tokens": num_tokens,
-            "seq_len": seq_len,
-            "fingerprint": fingerprint,
-            "metadata": metadata or {},
-        }).encode()
+        header = json.dumps(
+            {
+                "format_version": FORMAT_VERSION,
+                "num_tokens": num_tokens,
+                "seq_len": seq_len,
+                "fingerprint": fingerprint,
+                "metadata": metadata or {},
+            }
+        ).encode()
         self.offset = _data_offset(len(header))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
@@ -85,29 +92,35 @@ class TokenLossWriter:
         """The IL model's per-token losses ``[B, seq_len]`` on pool windows ``index`` (loss ``t`` of a
         row: on predicting the window's target ``t``). Runs of consecutive windows (a pool loader's
         batches) are one write each."""
-        index = torch.as_tensor(index).long().cpu().numpy()
-        if tuple(losses.shape) != (len(index), self.seq_len):
-            raise ValueError(f"write_windows needs losses of shape [{len(index)}, {self.seq_len}], got {tuple(losses.shape)}.")
-        if len(index) == 0:
+        windows = torch.as_tensor(index).long().cpu().numpy()
+        if tuple(losses.shape) != (len(windows), self.seq_len):
+            raise ValueError(
+                f"write_windows needs losses of shape [{len(windows)}, {self.seq_len}], got {tuple(losses.shape)}."
+            )
+        if len(windows) == 0:
             return
-        if index.min() < 0 or index.max() >= self.num_windows:
+        if windows.min() < 0 or windows.max() >= self.num_windows:
             raise ValueError(f"Window indices must lie in [0, {self.num_windows}).")
-        order = np.argsort(index, kind="stable")
-        index, rows = index[order], losses.detach().to("cpu", torch.float16).numpy()[order]
-        breaks = np.flatnonzero(np.diff(index) != 1) + 1
-        for run_index, run_rows in zip(np.split(index, breaks), np.split(rows, breaks)):
+        order = np.argsort(windows, kind="stable")
+        windows, rows = windows[order], losses.detach().to("cpu", torch.float16).numpy()[order]
+        breaks = np.flatnonzero(np.diff(windows) != 1) + 1
+        for run_index, run_rows in zip(np.split(windows, breaks), np.split(rows, breaks), strict=True):
             self._write(int(run_index[0]) * self.seq_len + 1, run_rows)
-        self.written[index] = True
+        self.written[windows] = True
 
     def __enter__(self) -> TokenLossWriter:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         try:
             if kind is None:
                 missing = int((~self.written).sum())
                 if missing:
-                    raise StoreError(f"{missing} of {self.num_windows} pool windows have no IL: {self.path} not written.")
+                    raise StoreError(
+                        f"{missing} of {self.num_windows} pool windows have no IL: {self.path} not written."
+                    )
                 os.fsync(self.fd)
                 os.close(self.fd)
                 self.fd = -1
@@ -122,7 +135,13 @@ class TokenLossStore:
     """A per-token IL store opened memory-mapped: nothing is read until asked for."""
 
     def __init__(
-        self, path: Path, losses: np.ndarray, seq_len: int, fingerprint: dict[str, Any], metadata: dict[str, Any], offset: int
+        self,
+        path: Path,
+        losses: np.ndarray,
+        seq_len: int,
+        fingerprint: dict[str, Any],
+        metadata: dict[str, Any],
+        offset: int,
     ) -> None:
         self.path = path
         self.offset = offset
@@ -185,7 +204,9 @@ class TokenLossStore:
         """Refuse a store made for another corpus, tokenizer, ``seq_len`` or noise, naming what differs."""
         path = path or self.path
         check_fingerprint(fingerprint, self.fingerprint, path)
-        if len(self.windows) != fingerprint["pool_size"] or len(self.losses) != fingerprint.get("pool_tokens", len(self.losses)):
+        if len(self.windows) != fingerprint["pool_size"] or len(self.losses) != fingerprint.get(
+            "pool_tokens", len(self.losses)
+        ):
             raise StoreError(
                 f"{path} holds {len(self.losses)} token losses ({len(self.windows)} windows) for a pool of "
                 f"{fingerprint.get('pool_tokens')} tokens ({fingerprint['pool_size']} windows). {_FIX}"
@@ -199,7 +220,9 @@ class TokenLossStore:
     def sequence_losses(self) -> Tensor:
         """``[pool windows]`` float32: each window's IL as the mean of its tokens' (what sequence-level
         selection scores with), computed a block of windows at a time."""
-        return torch.from_numpy(np.concatenate([block.mean(axis=1, dtype=np.float32) for block in self._window_blocks()]))
+        return torch.from_numpy(
+            np.concatenate([block.mean(axis=1, dtype=np.float32) for block in self._window_blocks()])
+        )
 
     def to_tensor(self, device: torch.device | str = "cpu") -> Tensor:
         """All windows' per-token IL as one ``[pool windows, seq_len]`` float16 tensor on ``device``, for

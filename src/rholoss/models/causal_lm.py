@@ -52,7 +52,9 @@ class CausalLM(nn.Module):
         seq_len = int(input_shape[0])
         vocab_size = num_classes if vocab_size is None else vocab_size
         if vocab_size != num_classes:
-            raise ValueError(f"CausalLM predicts one logit per token id: vocab_size={vocab_size} but num_classes={num_classes}.")
+            raise ValueError(
+                f"CausalLM predicts one logit per token id: vocab_size={vocab_size} but num_classes={num_classes}."
+            )
         if pretrained:
             self.model = _load_pretrained(pretrained, cache_dir)
             _check_fits(self.model.config, pretrained, vocab_size, seq_len)

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.utils.data import default_collate
 
+from rholoss.config_dict import config_dict
 from rholoss.models.signatures import Arguments, refuse_unknown_settings, taken_arguments
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def sample_inputs(datamodule: PoolDataModule) -> Any:
     datamodule's loaders collate them, on the CPU."""
     split = datamodule.split(datamodule.train_split)
     collate = datamodule.collate_fn or default_collate
-    indices = [i % len(split) for i in range(CHECK_BATCH)]
+    indices = [i % len(split) for i in range(CHECK_BATCH)]  # type: ignore[arg-type]  # torch's Dataset declares no __len__; every split is sized
     # As a DataLoader fetches: a dataset that reads whole batches at once (token windows) does so.
     items = split.__getitems__(indices) if hasattr(split, "__getitems__") else [split[i] for i in indices]
     _, inputs, _ = collate(items)
@@ -97,7 +98,7 @@ def build_model(
         for name, value in {"input_shape": tuple(input_shape), "num_classes": num_classes, **data_kwargs}.items()
         if value is not None
     }
-    settings = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
+    settings: dict[str, Any] = config_dict(model_cfg) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
     compile_model = bool(settings.pop("compile", False))
     target, builder = _target(settings)
     arguments = taken_arguments(builder)
@@ -200,7 +201,7 @@ def _plain(value: Any) -> Any:
     return tuple(_plain(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def _width_hint(target: str, width_name: str, width: int, arguments: Arguments, given: Mapping[str, Any]) -> str:
+def _width_hint(target: str, width_name: str, width: int | None, arguments: Arguments, given: Mapping[str, Any]) -> str:
     if width_name in given:
         return f"It was built with {width_name}={given[width_name]} and still has another output width."
     if arguments.opaque:

@@ -11,7 +11,8 @@ from rholoss.models.layers import Branches, classifier_head, conv_bn, image_chan
 
 # Per module: 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection (Szegedy et al. 2015, Table 1);
 # "M" halves the resolution.
-MODULES = (
+# Inception modules (n1, n3 reduce, n3, n5 reduce, n5, pool projection) and "M" for a max-pool.
+MODULES: tuple[tuple[int, int, int, int, int, int] | str, ...] = (
     (64, 96, 128, 16, 32, 32),
     (128, 128, 192, 32, 96, 64),
     "M",
@@ -41,7 +42,7 @@ class CifarGoogLeNet(nn.Module):
         layers: list[nn.Module] = [conv_bn(image_channels(input_shape), 192, 3)]
         channels = 192
         for module in MODULES:
-            if module == "M":
+            if isinstance(module, str):  # "M"
                 layers.append(nn.MaxPool2d(3, 2, 1))
             else:
                 layers.append(inception(channels, *module))

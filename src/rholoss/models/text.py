@@ -104,6 +104,4 @@ def _check_fits(config: Any, name: str, vocab_size: int | None, max_length: int)
         )
     positions = getattr(config, "max_position_embeddings", None)
     if positions is not None and max_length > positions:
-        raise ValueError(
-            f"datamodule.max_length={max_length} exceeds the {positions} positions of {name!r}: lower it."
-        )
+        raise ValueError(f"datamodule.max_length={max_length} exceeds the {positions} positions of {name!r}: lower it.")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -49,7 +49,9 @@ def timm_model(
         require_file(path, f"timm {name}", "model.weights")
         local = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
     try:
-        model = timm.create_model(name, num_classes=num_classes, in_chans=image_channels(input_shape), **local, **settings)
+        model = timm.create_model(
+            name, num_classes=num_classes, in_chans=image_channels(input_shape), **local, **settings
+        )
     except RuntimeError as error:  # load_state_dict: misshapen tensors
         if path is None:
             raise
@@ -64,7 +66,7 @@ def _check_complete(model: nn.Module, path: Path, name: str) -> None:
     silently); outside the output layer, the file must match the model's tensors one for one."""
     from timm.models import load_state_dict
 
-    classifier = model.pretrained_cfg.get("classifier") or ()
+    classifier = cast(dict[str, Any], model.pretrained_cfg).get("classifier") or ()  # every timm model has one
     heads = tuple(f"{head}." for head in ((classifier,) if isinstance(classifier, str) else classifier))
     state, own = load_state_dict(str(path)), model.state_dict()
     missing = sorted(k for k in own.keys() - state.keys() if not k.startswith(heads))

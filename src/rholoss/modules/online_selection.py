@@ -155,8 +155,10 @@ class OnlineBatchSelection(SupervisedModule):
         labels, which belong to relevant classes and, for sequences, which of their target tokens
         are noise (``[N, T]``; None: not applicable to this data)."""
         device = self.selection_counts.device
-        self.token_noise = torch.empty(0, dtype=torch.bool, device=device) if token_noise is None else token_noise.to(
-            device, torch.bool
+        self.token_noise = (
+            torch.empty(0, dtype=torch.bool, device=device)
+            if token_noise is None
+            else token_noise.to(device, torch.bool)
         )
         self.selection_counts = torch.zeros(pool_size, dtype=torch.long, device=device)
         empty = torch.empty(0, dtype=torch.bool, device=device)
@@ -204,7 +206,7 @@ class OnlineBatchSelection(SupervisedModule):
 
     def refresh_score_cache(self) -> None:
         """Outputs (or losses) of every pool point under the current model, from one pass over the pool."""
-        for index, x, y in self.trainer.datamodule.pool_dataloader():
+        for index, x, y in self.trainer.datamodule.pool_dataloader():  # type: ignore[attr-defined]  # set on the Trainer by a Lightning connector: mypy cannot see it
             index, y = index.to(self.device), y.to(self.device)
             outputs = self._selection_forward(map_inputs(x, lambda t: t.to(self.device, non_blocking=True)))
             self._cache(index, outputs, y)
@@ -224,10 +226,17 @@ class OnlineBatchSelection(SupervisedModule):
             )
         cached = self.cached_outputs[index] if method.needs_forward and self.stale_every is not None else None
         return score_batch(
-            self.model, x, y, method, self.task,
+            self.model,
+            x,
+            y,
+            method,
+            self.task,
             self.irreducible_losses[index] if method.needs_irreducible else None,
-            precision=self.precision, model_mode=self.model_mode, mc_samples=self.mc_samples,
-            outputs=cached if self.caches_outputs else None, point_loss=None if self.caches_outputs else cached,
+            precision=self.precision,
+            model_mode=self.model_mode,
+            mc_samples=self.mc_samples,
+            outputs=cached if self.caches_outputs else None,
+            point_loss=None if self.caches_outputs else cached,
         )
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
@@ -262,7 +271,9 @@ class OnlineBatchSelection(SupervisedModule):
         loss = (token_losses * mask).sum() / mask.sum().clamp_min(1)
         self.selection_counts.index_add_(0, index, torch.ones_like(index))
         self._count_tokens(index, mask)
-        self.log_interval_means({"train/loss": loss, "selection/token_share": mask.float().mean()}, self._running_fractions)
+        self.log_interval_means(
+            {"train/loss": loss, "selection/token_share": mask.float().mean()}, self._running_fractions
+        )
         return loss
 
     def _count_tokens(self, index: Tensor, mask: Tensor) -> None:

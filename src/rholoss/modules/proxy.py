@@ -23,5 +23,5 @@ def max_entropy_coreset(entropies: Tensor, fraction: float) -> Tensor:
     """Sorted positions of the ``fraction`` of points with the highest entropy (at least one)."""
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"selection.coreset_fraction must be in (0, 1], got {fraction}.")
-    size = max(1, int(round(fraction * len(entropies))))
+    size = max(1, round(fraction * len(entropies)))
     return torch.topk(entropies, size, sorted=False).indices.sort().values

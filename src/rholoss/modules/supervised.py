@@ -61,7 +61,7 @@ class SupervisedModule(pl.LightningModule):
         for name, value in values.items():
             self._interval_sums[name] = self._interval_sums.get(name, 0) + value.detach()
         self._interval_steps += 1
-        interval = self.trainer.log_every_n_steps if self._trainer is not None else 1
+        interval = self.trainer.log_every_n_steps if self._trainer is not None else 1  # type: ignore[attr-defined]  # set on the Trainer by a Lightning connector: mypy cannot see it
         if (self.global_step + 1) % interval and self._interval_steps < interval:
             return
         means = {name: total / self._interval_steps for name, total in self._interval_sums.items()}

@@ -264,7 +264,7 @@ def _predict_pool(
     its points at ``positions``: per point, or per token ``[B, T]`` for sequences."""
     scores = _PoolScores(lambda index, loss: sink(index.cpu(), loss.detach().cpu()))
     trainer = model.trainer
-    trainer.callbacks.append(scores)
+    trainer.callbacks.append(scores)  # type: ignore[attr-defined]  # set on the Trainer by a Lightning connector: mypy cannot see it
     try:
         trainer.predict(
             model.module,
@@ -273,4 +273,4 @@ def _predict_pool(
             return_predictions=False,
         )
     finally:
-        trainer.callbacks.remove(scores)
+        trainer.callbacks.remove(scores)  # type: ignore[attr-defined]  # set on the Trainer by a Lightning connector: mypy cannot see it

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import Container, DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies import DDPStrategy
@@ -22,6 +22,7 @@ from pytorch_lightning.strategies import DDPStrategy
 import rholoss
 from rholoss.atomic import atomic_write_json, atomic_write_text
 from rholoss.callbacks import CheckpointError, StepCheckpoint, requeued_run, resolve_resume
+from rholoss.config_dict import config_dict
 from rholoss.data import PoolDataModule
 from rholoss.models.factory import build_model_for
 from rholoss.tasks import Task
@@ -172,13 +173,13 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     return str(path)
 
 
-def _leaf_keys(before: DictConfig, now: DictConfig, root: str) -> list[str]:
+def _leaf_keys(before: Container, now: Container, root: str) -> list[str]:
     """Every leaf key under ``root`` in either config, as dotted paths."""
     keys: set[str] = set()
     for config in (before, now):
         node = OmegaConf.select(config, root)
         if isinstance(node, DictConfig):
-            keys |= {f"{root}.{key}" for key in _flatten(OmegaConf.to_container(node))}
+            keys |= {f"{root}.{key}" for key in _flatten(config_dict(node, resolve=False))}
         else:
             keys.add(root)
     return sorted(keys)

@@ -202,8 +202,14 @@ def register_token_score(name: str, *, needs_irreducible: bool = False) -> Calla
             raise ValueError(f"A selection function named {name!r} is already registered.")
         doc = (score.__doc__ or "").strip().splitlines()
         _REGISTRY[name] = SelectionMethod(
-            name, select_tokens, needs_forward=False, needs_irreducible=needs_irreducible, with_replacement=False,
-            needs_mc_samples=False, description=doc[0] if doc else "", token_level=True,
+            name,
+            select_tokens,
+            needs_forward=False,
+            needs_irreducible=needs_irreducible,
+            with_replacement=False,
+            needs_mc_samples=False,
+            description=doc[0] if doc else "",
+            token_level=True,
         )
         return score
 
@@ -216,7 +222,7 @@ def top_token_mask(scores: Tensor, token_fraction: float) -> Tensor:
     if not 0.0 < token_fraction <= 1.0:
         raise ValueError(f"selection.token_fraction must be in (0, 1], got {token_fraction}.")
     flat = scores.flatten()
-    k = max(1, int(round(token_fraction * flat.numel())))
+    k = max(1, round(token_fraction * flat.numel()))
     mask = torch.zeros_like(flat, dtype=torch.bool)
     mask[torch.topk(flat, k, sorted=False).indices] = True
     return mask.view(scores.shape)
@@ -254,7 +260,7 @@ def check_percent_train(percent_train: float) -> None:
 def selection_size(large_batch_size: int, percent_train: float) -> int:
     """n_b = percent_train * n_B, checked so that every step trains on at least one point."""
     check_percent_train(percent_train)
-    k = int(round(percent_train * large_batch_size))
+    k = round(percent_train * large_batch_size)
     if k < 1:
         raise ValueError(
             f"A large batch of {large_batch_size} with selection.percent_train={percent_train} selects no "

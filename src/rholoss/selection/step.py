@@ -97,6 +97,7 @@ def score_batch(
     if method.needs_forward and outputs is None and (point_loss is None or method.needs_class_logits):
         outputs = selection_forward(model, x, precision, model_mode)
     if method.needs_forward and point_loss is None:
+        assert outputs is not None  # computed just above whenever point_loss was not given
         point_loss = task.point_loss(outputs, y)
     return SelectionInput(
         targets=y,
@@ -179,7 +180,7 @@ def top_score_share(scores: Tensor, top_fraction: float) -> Tensor:
     would be meaningless.
     """
     shifted = scores.float() - scores.min().clamp_max(0)
-    k = max(1, int(round(top_fraction * len(scores))))
+    k = max(1, round(top_fraction * len(scores)))
     top = torch.topk(shifted, k).values.sum()
     total = shifted.sum()
     # All-zero scores (total 0) are no concentration at all: the top points hold their share k / n.

@@ -2,8 +2,8 @@
 class logits or not). One file per task; pick one with ``task=<name>`` (configs/task/)."""
 
 from rholoss.tasks.base import Task, TaskMismatchError
-from rholoss.tasks.language_modeling import LanguageModeling
 from rholoss.tasks.classification import Classification
+from rholoss.tasks.language_modeling import LanguageModeling
 from rholoss.tasks.regression import Regression
 
 __all__ = ["Classification", "LanguageModeling", "Regression", "Task", "TaskMismatchError", "as_task"]

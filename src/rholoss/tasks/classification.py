@@ -35,21 +35,24 @@ class Classification(Task):
 
     def fit_to(self, datamodule: PoolDataModule) -> Classification:
         kind = getattr(datamodule, "target_kind", "class")
-        if kind != "class" or not getattr(datamodule, "num_classes", None):
+        num_classes = getattr(datamodule, "num_classes", None)
+        if kind != "class" or not num_classes:
             fix = "task=causal_lm" if kind == "tokens" else "task=regression"
             what = "windows of tokens" if kind == "tokens" else "real-valued targets"
             raise TaskMismatchError(
                 f"task=classification needs class labels, but {datamodule.name} has {what}: use {fix} (or a "
                 "dataset with class labels)."
             )
-        return Classification(int(datamodule.num_classes))
+        return Classification(int(num_classes))
 
     def point_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return F.cross_entropy(outputs.float(), targets, reduction="none")
 
     def new_metric(self) -> Metric:
         if self.num_classes is None:
-            raise ValueError("Classification needs num_classes for its accuracy metric: use Classification(num_classes).")
+            raise ValueError(
+                "Classification needs num_classes for its accuracy metric: use Classification(num_classes)."
+            )
         return MulticlassAccuracy(self.num_classes, average="micro")
 
     def model_arguments(self) -> dict[str, Any]:

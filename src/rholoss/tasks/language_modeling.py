@@ -37,7 +37,8 @@ class LanguageModeling(Task):
                 f"{getattr(datamodule, 'target_kind', 'class')} targets: use a text corpus (datamodule=code_corpus) "
                 "or task=classification / task=regression."
             )
-        return LanguageModeling(int(datamodule.num_classes))
+        assert datamodule.num_classes is not None, "a datamodule knows its vocabulary size once it is set up"
+        return LanguageModeling(datamodule.num_classes)
 
     def token_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         if outputs.ndim != 3 or outputs.shape[:2] != targets.shape:

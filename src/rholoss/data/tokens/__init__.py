@@ -5,4 +5,11 @@ from rholoss.data.tokens.datamodule import TokenCorpusDataModule
 from rholoss.data.tokens.files import TokenFile, open_ready_made, open_token_file, write_token_file
 from rholoss.data.tokens.windows import TokenWindows
 
-__all__ = ["TokenCorpusDataModule", "TokenFile", "TokenWindows", "open_ready_made", "open_token_file", "write_token_file"]
+__all__ = [
+    "TokenCorpusDataModule",
+    "TokenFile",
+    "TokenWindows",
+    "open_ready_made",
+    "open_token_file",
+    "write_token_file",
+]

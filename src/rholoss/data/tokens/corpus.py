@@ -25,7 +25,9 @@ def list_corpus_files(source_dir: Path, extensions: Sequence[str], exclude: Sequ
     does not depend on the file system."""
     source_dir = Path(source_dir)
     if not source_dir.is_dir():
-        raise FileNotFoundError(f"datamodule.source_dir={source_dir} is not a folder: point it at a folder of text files.")
+        raise FileNotFoundError(
+            f"datamodule.source_dir={source_dir} is not a folder: point it at a folder of text files."
+        )
     suffixes = tuple(extensions)
     skipped = set(exclude)
     files = []

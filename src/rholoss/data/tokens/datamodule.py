@@ -21,8 +21,21 @@ from torch import Tensor
 
 from rholoss.data.datamodule import SplitDataModule
 from rholoss.data.tokens.corpus import SPLITS, default_source_dir, files_key, list_corpus_files, split_files
-from rholoss.data.tokens.files import TokenFile, metadata_path, open_ready_made, open_token_file, strided_digest, write_token_file
-from rholoss.data.tokens.noise import merge_spans, open_noise_mask, token_noise_spans, window_noise_spans, write_noisy_pool
+from rholoss.data.tokens.files import (
+    TokenFile,
+    metadata_path,
+    open_ready_made,
+    open_token_file,
+    strided_digest,
+    write_token_file,
+)
+from rholoss.data.tokens.noise import (
+    merge_spans,
+    open_noise_mask,
+    token_noise_spans,
+    window_noise_spans,
+    write_noisy_pool,
+)
 from rholoss.data.tokens.tokenizers import ByteTokenizer, CorpusTokenizer, hugging_face_tokenizer, load_bpe, train_bpe
 from rholoss.data.tokens.windows import TokenWindows, batched, num_windows, target_rows
 
@@ -205,7 +218,9 @@ class TokenCorpusDataModule(SplitDataModule):
 
     def _ready_made(self) -> dict[str, TokenFile]:
         assert self.token_files is not None
-        files = {name: open_ready_made(Path(self.token_files[name]), self.vocab_size, self.token_dtype) for name in SPLITS}
+        files = {
+            name: open_ready_made(Path(self.token_files[name]), self.vocab_size, self.token_dtype) for name in SPLITS
+        }
         vocab_size = max(file.vocab_size for file in files.values())
         for file in files.values():  # read off the files, every split takes the largest
             file.vocab_size = vocab_size
@@ -285,15 +300,19 @@ class TokenCorpusDataModule(SplitDataModule):
         digest = hashlib.sha256(f"{pool.digest}:{self.seq_len}".encode())
         if self.noise_mask is not None:
             digest.update(strided_digest(self.noise_mask).encode())
-        source = {"token_files": sorted(Path(p).name for p in self.token_files.values())} if self.token_files else {
-            "source": self.source_dir.name,
-            "extensions": self.extensions,
-            "exclude": self.exclude,
-            "max_bytes": self.max_bytes,
-            "holdout_fraction": self.fractions["holdout"],
-            "val_fraction": self.fractions["val"],
-            "test_fraction": self.fractions["test"],
-        }
+        source = (
+            {"token_files": sorted(Path(p).name for p in self.token_files.values())}
+            if self.token_files
+            else {
+                "source": self.source_dir.name,
+                "extensions": self.extensions,
+                "exclude": self.exclude,
+                "max_bytes": self.max_bytes,
+                "holdout_fraction": self.fractions["holdout"],
+                "val_fraction": self.fractions["val"],
+                "test_fraction": self.fractions["test"],
+            }
+        )
         return {
             "dataset": self.name,
             "pool_size": len(self.split("pool")),
@@ -312,7 +331,11 @@ class TokenCorpusDataModule(SplitDataModule):
 
     def describe(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
-            name: {"windows": len(self.split(name)), "tokens": len(self.files[name]), "files": len(self.files[name].documents)}
+            name: {
+                "windows": len(self.split(name)),
+                "tokens": len(self.files[name]),
+                "files": len(self.files[name].documents),
+            }
             for name in SPLITS
         }
         summary["tokenizer"] = self.files["pool"].tokenizer

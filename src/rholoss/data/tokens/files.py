@@ -158,7 +158,7 @@ def open_token_file(path: Path) -> TokenFile:
         tokenizer=str(metadata["tokenizer"]),
         path=path,
         eos_token_id=metadata.get("eos_token_id"),
-        documents=list(zip(documents["names"], documents["starts"], documents["ends"])),
+        documents=list(zip(documents["names"], documents["starts"], documents["ends"], strict=True)),
         extra=metadata.get("extra", {}),
     )
 
@@ -193,7 +193,9 @@ def open_ready_made(path: Path, vocab_size: int | None = None, dtype: str | None
     if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
         raise ValueError(f"{path} must hold a flat array of integer token ids, got {tokens.dtype} {tokens.shape}.")
     if vocab_size is None:
-        vocab_size = 1 + max((int(tokens[i : i + SCAN_CHUNK].max()) for i in range(0, len(tokens), SCAN_CHUNK)), default=0)
+        vocab_size = 1 + max(
+            (int(tokens[i : i + SCAN_CHUNK].max()) for i in range(0, len(tokens), SCAN_CHUNK)), default=0
+        )
     else:
         sample = tokens[:: max(1, len(tokens) // 1_000_000)]
         if len(sample) and int(sample.max()) >= vocab_size:

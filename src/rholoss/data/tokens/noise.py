@@ -19,7 +19,9 @@ from rholoss.data.tokens.files import TokenFile, map_file, write_token_file
 CHUNK = 1 << 22  # tokens per written chunk; random tokens are drawn per chunk, so it is part of the format
 
 
-def token_noise_spans(num_tokens: int, share: float, mean_span: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def token_noise_spans(
+    num_tokens: int, share: float, mean_span: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """``(starts, ends)`` of spans covering exactly ``round(share * num_tokens)`` positions of
     ``range(num_tokens)``, about ``mean_span`` long each, at random places.
 
@@ -43,7 +45,9 @@ def token_noise_spans(num_tokens: int, share: float, mean_span: int, rng: np.ran
     return starts, starts + lengths
 
 
-def window_noise_spans(num_windows: int, share: float, seq_len: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def window_noise_spans(
+    num_windows: int, share: float, seq_len: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """``(starts, ends)`` of the targets of ``round(share * num_windows)`` random windows: window
     ``i``'s targets are positions ``i * seq_len + 1`` to ``(i + 1) * seq_len`` (see
     :class:`~rholoss.data.tokens.windows.TokenWindows`), so every token it is trained to predict is
@@ -113,7 +117,9 @@ def write_noisy_pool(
     noisy_tokens = int((spans[1] - spans[0]).sum())
     extra = {**settings, "noise_tokens": noisy_tokens, "noise_mask": Path(mask_path).name}
     # The files are where they were in the pool; only some of their ids changed.
-    return write_token_file(path, chunks(), clean.vocab_size, clean.tokenizer, clean.eos_token_id, extra, clean.documents)
+    return write_token_file(
+        path, chunks(), clean.vocab_size, clean.tokenizer, clean.eos_token_id, extra, clean.documents
+    )
 
 
 def open_noise_mask(path: Path, num_tokens: int) -> np.ndarray:

@@ -100,4 +100,6 @@ def hugging_face_tokenizer(name_or_path: str) -> BackendTokenizer:
     tokenizer = load_tokenizer(name_or_path)
     backend = tokenizer.backend_tokenizer
     digest = hashlib.sha256(backend.to_str().encode()).hexdigest()[:12]
-    return BackendTokenizer(backend, f"hf:{name_or_path}:{len(tokenizer)}:{digest}", len(tokenizer), tokenizer.eos_token_id)
+    return BackendTokenizer(
+        backend, f"hf:{name_or_path}:{len(tokenizer)}:{digest}", len(tokenizer), tokenizer.eos_token_id
+    )

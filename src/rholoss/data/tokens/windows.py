@@ -59,7 +59,11 @@ class TokenWindows(Dataset):
         return len(self.inputs)
 
     def __getitem__(self, index: int) -> tuple[int, Tensor, Tensor]:
-        return index, torch.from_numpy(self.inputs[index].astype(np.int64)), torch.from_numpy(self.targets[index].astype(np.int64))
+        return (
+            index,
+            torch.from_numpy(self.inputs[index].astype(np.int64)),
+            torch.from_numpy(self.targets[index].astype(np.int64)),
+        )
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
         rows = np.asarray(indices, dtype=np.int64)
