@@ -59,7 +59,7 @@ def test_top_token_mask_takes_the_top_share_across_the_batch() -> None:
         top_token_mask(scores, 0.0)
     method = get_selection("token_reducible_loss")
     batch = TokenSelectionInput(torch.tensor([[3.0, 3.0], [3.0, 1.0]]), torch.tensor([[0.0, 2.9], [1.0, 0.0]]))
-    assert method.select(batch, token_fraction=0.5).tolist() == [[True, False], [True, False]]
+    assert method.select_tokens(batch, token_fraction=0.5).tolist() == [[True, False], [True, False]]
 
 
 def test_a_token_level_step_trains_on_the_chosen_tokens() -> None:

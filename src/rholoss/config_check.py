@@ -162,6 +162,7 @@ def _keywords(function: Any, named_only: bool = False) -> set[str] | None:
 
 def _selection_options(name: str) -> set[str]:
     """The keyword options the selection function ``name`` takes."""
-    function = get_selection(name).select
+    method = get_selection(name)
+    function = method.select_tokens or method.select  # a token-level method's options: select_tokens'
     parameters = inspect.signature(function).parameters.values()
     return {p.name for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD} - _SELECTION_ARGUMENTS

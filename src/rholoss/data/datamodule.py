@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from rholoss.data.augment import BatchAugment
 from rholoss.data.fingerprint import pool_fingerprint
 from rholoss.data.in_memory import EpochPermutation, InMemoryBatches, in_memory_tensors
-from rholoss.data.indexed import IndexedDataset, subset_labels
+from rholoss.data.indexed import IndexedDataset, SizedDataset, subset_labels
 from rholoss.data.noise import apply_label_noise
 from rholoss.data.splits import split_indices
 
@@ -82,9 +82,13 @@ class SplitDataModule(pl.LightningDataModule):
     target_dim: int = 1
     # Batches of the DataLoader path; None: torch's default (stacks fixed-shape tensors). Text sets one
     # that pads each batch to its longest sequence.
-    collate_fn: Callable[[list[Any]], Any] | None = None
+    collate_fn: Callable[[Any], Any] | None = None
     # Per-sample augmentation of target training through ``train_transform`` (PoolDataModule's setting).
     augment: bool = False
+    # Set by a subclass's setup: the pool's identity, which an IL store must match, and which pool
+    # points were corrupted by the noise put in (all False without noise).
+    fingerprint: dict[str, Any]
+    corrupted: Tensor
 
     def __init__(
         self,
@@ -114,7 +118,7 @@ class SplitDataModule(pl.LightningDataModule):
         self.train_transform: Callable | None = None
         self.eval_transform: Callable | None = None
         self._on_device: dict[str, tuple[Tensor, Tensor]] = {}
-        self._datasets: dict[str, Dataset] = {}
+        self._datasets: dict[str, SizedDataset] = {}
 
     def draw_shuffle_seed(self) -> None:
         """The seed of every training epoch's order, drawn at setup from the seeded global RNG and not
@@ -122,12 +126,18 @@ class SplitDataModule(pl.LightningDataModule):
         asks for the loader."""
         self.shuffle_seed = int(torch.randint(0, 2**62, (1,)))
 
+    @property
+    def has_label_noise(self) -> bool:
+        """Whether noise was put into the pool (``corrupted`` then says where); a subclass that adds
+        noise says so."""
+        return False
+
     def model_kwargs(self) -> dict[str, Any]:
         """What a model needs to know about the inputs beyond ``input_shape`` and ``num_classes``
         (text: the tokenizer's vocabulary size and padding id); valid after :meth:`setup`."""
         return {}
 
-    def split(self, name: str) -> Dataset:
+    def split(self, name: str) -> SizedDataset:
         if not self._datasets:
             raise RuntimeError("Call setup() before asking for a split.")
         return self._datasets[name]
@@ -171,7 +181,7 @@ class SplitDataModule(pl.LightningDataModule):
         """Batches of split ``name``, or only of its points ``positions`` (their indices unchanged);
         ``augment``: through ``train_transform`` (DataLoader path)."""
         dataset = self.split(name)
-        if augment and self.train_transform is not None:
+        if augment and self.train_transform is not None and isinstance(dataset, IndexedDataset):
             dataset = dataset.with_transform(self.train_transform)
         size = len(dataset) if positions is None else len(positions)
         shuffler = None
@@ -212,7 +222,12 @@ class SplitDataModule(pl.LightningDataModule):
 
     def split_tensors(self, name: str, device: torch.device) -> tuple[Tensor, Tensor]:
         """``(x, y)`` of split ``name`` as tensors on ``device``, whose rows are its points (on_device)."""
-        return in_memory_tensors(self.split(name), device)
+        split = self.split(name)
+        if not isinstance(split, IndexedDataset):
+            raise TypeError(
+                f"{type(self).__name__} serves {name} as {type(split).__name__}: give it a split_tensors()."
+            )
+        return in_memory_tensors(split, device)
 
     def train_dataloader(self) -> Iterable:
         # Large batches for the target keep a constant size n_B, so every step selects the same n_b.
@@ -291,7 +306,7 @@ class PoolDataModule(SplitDataModule):
         self.relevant_classes = sorted(relevant_classes) if relevant_classes is not None else None
         self.val_from = val_from
         self.noise_type = noise_type
-        self.noise_pairs = [tuple(int(c) for c in pair) for pair in noise_pairs] if noise_pairs is not None else None
+        self.noise_pairs = [(int(pair[0]), int(pair[1])) for pair in noise_pairs] if noise_pairs is not None else None
         self.augment = augment
         self.crop_padding = crop_padding
 
@@ -310,7 +325,7 @@ class PoolDataModule(SplitDataModule):
         if classes is not None and (not classes or not set(classes) <= set(range(self.num_classes or 0))):
             raise ValueError(
                 f"datamodule.relevant_classes={classes} must be a non-empty list of this dataset's "
-                f"classes, 0 to {self.num_classes - 1}; null keeps all classes."
+                f"classes, 0 to {(self.num_classes or 0) - 1}; null keeps all classes."
             )
         num_train = len(sources.train_targets)
         if self.train_subset is not None:
@@ -319,7 +334,7 @@ class PoolDataModule(SplitDataModule):
         pool_source, pool_targets, pool_indices = parts["pool"]
         clean = subset_labels(pool_targets, pool_indices)
         noisy = apply_label_noise(
-            clean, self.noise_type, self.label_noise, self.num_classes, self.noise_pairs, seed=self.split_seed + 1
+            clean, self.noise_type, self.label_noise, self.num_classes or 0, self.noise_pairs, seed=self.split_seed + 1
         )
         self.corrupted = noisy.corrupted
         self.fingerprint = pool_fingerprint(
@@ -365,16 +380,19 @@ class PoolDataModule(SplitDataModule):
                 carved = split_indices(len(holdout_indices), val_size, 0.0, self.split_seed)
                 holdout_indices, val = holdout_indices[carved.pool], (*train, holdout_indices[carved.val])
         else:
-            holdout = (sources.holdout, sources.holdout_targets)
+            holdout_targets = sources.holdout_targets
+            assert holdout_targets is not None  # Sources has both or neither
+            holdout = (sources.holdout, holdout_targets)
             if self.val_from == "train":
                 carved = split_indices(num_train, val_size, 0.0, self.split_seed)
                 pool_indices, val = carved.pool, (*train, carved.val)
-                holdout_indices = torch.arange(len(sources.holdout_targets))
+                holdout_indices = torch.arange(len(holdout_targets))
             else:
                 pool_indices = torch.arange(num_train)
-                carved = split_indices(len(sources.holdout_targets), val_size, 0.0, self.split_seed)
+                carved = split_indices(len(holdout_targets), val_size, 0.0, self.split_seed)
                 holdout_indices, val = carved.pool, (*holdout, carved.val)
         if sources.val is not None:
+            assert sources.val_targets is not None  # Sources has both or neither
             val = (sources.val, sources.val_targets, torch.arange(len(sources.val_targets)))
         return {
             "pool": (*train, pool_indices),

@@ -7,6 +7,7 @@ source) because label noise is applied to the pool after splitting.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,15 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 
-class IndexedDataset(Dataset):
+class SizedDataset(Dataset[Any], ABC):
+    """A map-style dataset that knows how many points it has (torch's ``Dataset`` does not declare
+    ``__len__``): what every split of a datamodule is."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+
+class IndexedDataset(SizedDataset):
     """A view of ``source`` restricted to ``source_indices`` that yields ``(index, x, y)``.
 
     ``index`` is the position inside this view (0..len-1), ``x`` the source's input (optionally

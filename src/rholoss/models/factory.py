@@ -26,7 +26,7 @@ from rholoss.config_dict import config_dict
 from rholoss.models.signatures import Arguments, refuse_unknown_settings, taken_arguments
 
 if TYPE_CHECKING:
-    from rholoss.data import PoolDataModule
+    from rholoss.data import SplitDataModule
     from rholoss.tasks import Task
 
 # Inputs of the forward pass that checks a model against the data: two, so a model that squeezes the
@@ -39,7 +39,7 @@ class ModelDataMismatch(ValueError):
 
 
 def build_model_for(
-    model_cfg: DictConfig | Mapping[str, Any], datamodule: PoolDataModule, task: Task | None = None
+    model_cfg: DictConfig | Mapping[str, Any], datamodule: SplitDataModule, task: Task | None = None
 ) -> nn.Module:
     """:func:`build_model` with what a set-up datamodule (and the task, sized for it) says about the
     data, checked on two of its own inputs (a text datamodule's dict of token ids as much as an image
@@ -49,7 +49,7 @@ def build_model_for(
     )
 
 
-def data_arguments(datamodule: PoolDataModule, task: Task | None = None) -> dict[str, Any]:
+def data_arguments(datamodule: SplitDataModule, task: Task | None = None) -> dict[str, Any]:
     """The data-derived arguments a model may take: ``input_shape``, the task's
     :meth:`~rholoss.tasks.Task.model_arguments` (class count or output width; without a task the
     datamodule's ``num_classes``) and the datamodule's :meth:`~rholoss.data.PoolDataModule.model_kwargs`
@@ -58,12 +58,12 @@ def data_arguments(datamodule: PoolDataModule, task: Task | None = None) -> dict
     return {"input_shape": tuple(datamodule.input_shape), **width, **datamodule.model_kwargs()}
 
 
-def sample_inputs(datamodule: PoolDataModule) -> Any:
+def sample_inputs(datamodule: SplitDataModule) -> Any:
     """The inputs of the first :data:`CHECK_BATCH` points of the training split, collated as the
     datamodule's loaders collate them, on the CPU."""
     split = datamodule.split(datamodule.train_split)
     collate = datamodule.collate_fn or default_collate
-    indices = [i % len(split) for i in range(CHECK_BATCH)]  # type: ignore[arg-type]  # torch's Dataset declares no __len__; every split is sized
+    indices = [i % len(split) for i in range(CHECK_BATCH)]
     # As a DataLoader fetches: a dataset that reads whole batches at once (token windows) does so.
     items = split.__getitems__(indices) if hasattr(split, "__getitems__") else [split[i] for i in indices]
     _, inputs, _ = collate(items)

@@ -68,6 +68,19 @@ class OnlineBatchSelection(SupervisedModule):
         options: the selection function's own keyword arguments (e.g. ``temperature``).
     """
 
+    # Buffers (registered in __init__), declared for type checkers.
+    irreducible_losses: Tensor
+    corrupted: Tensor
+    selection_counts: Tensor
+    num_selected_corrupted: Tensor
+    relevant: Tensor
+    num_selected_relevant: Tensor
+    cached_outputs: Tensor
+    irreducible_token_losses: Tensor
+    token_noise: Tensor
+    num_tokens_trained: Tensor
+    num_noise_tokens_trained: Tensor
+
     def __init__(
         self,
         model: nn.Module,
@@ -261,13 +274,13 @@ class OnlineBatchSelection(SupervisedModule):
         self._log_selection_statistics(index, chosen, scored, loss)
         return loss
 
-
     def _token_level_step(self, index: Tensor, x: Any, y: Tensor) -> Tensor:
         """One forward pass over every sequence of the batch; the loss is the mean over the tokens
         the method chooses from the per-token losses of that same pass (no extra forward pass)."""
         token_losses = self.task.token_loss(self(x), y)
         il = self._irreducible_tokens(index) if self.method.needs_irreducible else None
-        mask = self.method.select(TokenSelectionInput(token_losses.detach(), il), **self.options)
+        assert self.method.select_tokens is not None  # every token-level method has one
+        mask = self.method.select_tokens(TokenSelectionInput(token_losses.detach(), il), **self.options)
         loss = (token_losses * mask).sum() / mask.sum().clamp_min(1)
         self.selection_counts.index_add_(0, index, torch.ones_like(index))
         self._count_tokens(index, mask)

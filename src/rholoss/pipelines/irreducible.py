@@ -21,7 +21,7 @@ from torch import Tensor
 
 from rholoss.callbacks import ValCurve
 from rholoss.config_check import check_config
-from rholoss.data import PoolDataModule
+from rholoss.data import SplitDataModule
 from rholoss.data.splits import pool_halves, seeded_fraction
 from rholoss.irreducible import IrreducibleLossStore, TokenLossWriter, store_path
 from rholoss.modules import SupervisedModule
@@ -75,7 +75,7 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         task = task.fit_to(datamodule)
         positions = None if fraction == 1.0 else seeded_fraction(len(datamodule.split("holdout")), fraction, cfg.seed)
         models = [_fit_il_model(cfg, datamodule, task, output_dir / "checkpoints", positions, "holdout", resumed_from)]
-        scorers = [(models[0], None)]
+        scorers: list[tuple[FittedILModel, Tensor | None]] = [(models[0], None)]
     else:
         datamodule = datamodule_of(cfg, train_split="pool")
         task = task.fit_to(datamodule)
@@ -172,7 +172,7 @@ class FittedILModel:
 
 def _fit_il_model(
     cfg: DictConfig,
-    datamodule: PoolDataModule,
+    datamodule: SplitDataModule,
     task: Task,
     checkpoint_dir: Path,
     positions: Tensor | None,
@@ -202,7 +202,7 @@ def _fit_il_model(
 
 def _write_store(
     task: Task,
-    datamodule: PoolDataModule,
+    datamodule: SplitDataModule,
     scorers: list[tuple[FittedILModel, Tensor | None]],
     path: Path,
     metadata: dict[str, Any],
@@ -258,7 +258,7 @@ class _PoolScores(BasePredictionWriter):
 
 
 def _predict_pool(
-    model: FittedILModel, datamodule: PoolDataModule, positions: Tensor | None, sink: Callable[[Tensor, Tensor], None]
+    model: FittedILModel, datamodule: SplitDataModule, positions: Tensor | None, sink: Callable[[Tensor, Tensor], None]
 ) -> None:
     """Give ``sink`` each ``(index, loss)`` batch of the IL model (its best weights) on the pool, or on
     its points at ``positions``: per point, or per token ``[B, T]`` for sequences."""

@@ -23,7 +23,7 @@ import rholoss
 from rholoss.atomic import atomic_write_json, atomic_write_text
 from rholoss.callbacks import CheckpointError, StepCheckpoint, requeued_run, resolve_resume
 from rholoss.config_dict import config_dict
-from rholoss.data import PoolDataModule
+from rholoss.data import SplitDataModule
 from rholoss.models.factory import build_model_for
 from rholoss.tasks import Task
 
@@ -108,15 +108,15 @@ def task_of(cfg: DictConfig) -> Task:
     return task
 
 
-def datamodule_of(cfg: DictConfig, train_split: str, **overrides: Any) -> PoolDataModule:
-    datamodule: PoolDataModule = instantiate(cfg.datamodule, train_split=train_split, **overrides)
+def datamodule_of(cfg: DictConfig, train_split: str, **overrides: Any) -> SplitDataModule:
+    datamodule: SplitDataModule = instantiate(cfg.datamodule, train_split=train_split, **overrides)
     datamodule.prepare_data()
     datamodule.setup("fit")
     log.info("Data %s: %s", datamodule.name, datamodule.describe())
     return datamodule
 
 
-def model_for(cfg: DictConfig, datamodule: PoolDataModule, task: Task) -> torch.nn.Module:
+def model_for(cfg: DictConfig, datamodule: SplitDataModule, task: Task) -> torch.nn.Module:
     return build_model_for(cfg.model, datamodule, task)
 
 

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from rholoss.callbacks import StepTimer, ValCurve
 from rholoss.config_check import check_config
-from rholoss.data import PoolDataModule
+from rholoss.data import SplitDataModule, TokenCorpusDataModule
 from rholoss.irreducible import IrreducibleLossStore, StoreError, TokenLossStore, find_store
 from rholoss.modules import EntropyProxy, OnlineBatchSelection, max_entropy_coreset
 from rholoss.pipelines.parts import (
@@ -34,6 +34,7 @@ from rholoss.pipelines.parts import (
     write_results,
 )
 from rholoss.selection import SelectionMethod, check_applies, get_selection, selection_size
+from rholoss.selection.step import check_precision
 from rholoss.tasks import Task
 
 # Keys of the selection config read by the module itself; the rest go to the selection function.
@@ -84,7 +85,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         instantiate(cfg.optimizer),
         selection=method.name,
         percent_train=1.0 if draws_n_b else cfg.selection.percent_train,
-        precision=str(cfg.selection.precision),
+        precision=check_precision(str(cfg.selection.precision)),
         model_mode=cfg.selection.model_mode,
         mc_samples=cfg.selection.get("mc_samples", 10),
         stale_every=cfg.selection.get("stale_every"),
@@ -94,12 +95,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if losses is not None:
         module.set_irreducible_losses(losses, token_source)
     pool_size = len(datamodule.split("pool"))
-    token_noise = task.token_level and datamodule.has_label_noise
+    token_noise = None
+    if isinstance(datamodule, TokenCorpusDataModule) and datamodule.has_label_noise:
+        token_noise = datamodule.target_noise(torch.arange(pool_size))
     module.prepare_pool(
         pool_size,
         corrupted=datamodule.corrupted if datamodule.has_label_noise else None,
         relevant=datamodule.relevant,
-        token_noise=datamodule.target_noise(torch.arange(pool_size)) if token_noise else None,
+        token_noise=token_noise,
     )
     val_curve, step_timer = ValCurve(task.val_metric, task.mode), StepTimer()
     trainer = trainer_for(cfg, output_dir, [val_curve, step_timer])
@@ -161,7 +164,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-def _svp_coreset(cfg: DictConfig, datamodule: PoolDataModule, task: Task) -> dict[str, Any]:
+def _svp_coreset(cfg: DictConfig, datamodule: SplitDataModule, task: Task) -> dict[str, Any]:
     """Selection-via-Proxy's offline stage: train a proxy (the target's architecture) on the pool for
     ``selection.proxy_steps`` steps, keep the ``coreset_fraction`` of pool points with the highest
     predictive entropy, and restrict target training to them. Returns what the results record."""
@@ -183,7 +186,7 @@ def _svp_coreset(cfg: DictConfig, datamodule: PoolDataModule, task: Task) -> dic
     )
     trainer.fit(proxy, datamodule=datamodule)
     entropies = torch.empty(len(datamodule.split("pool")))
-    for index, values in trainer.predict(proxy, dataloaders=datamodule.pool_dataloader()):
+    for index, values in trainer.predict(proxy, dataloaders=datamodule.pool_dataloader()) or []:
         entropies[index.cpu()] = values.float().cpu()
     positions = max_entropy_coreset(entropies, fraction)
     datamodule.restrict_training(positions)
@@ -197,11 +200,12 @@ def _svp_coreset(cfg: DictConfig, datamodule: PoolDataModule, task: Task) -> dic
 
 
 def _irreducible_losses(
-    cfg: DictConfig, datamodule: PoolDataModule, task: Task, method: SelectionMethod
+    cfg: DictConfig, datamodule: SplitDataModule, task: Task, method: SelectionMethod
 ) -> tuple[Tensor, Callable[[Tensor], Tensor] | None, Path]:
     """The IL of every pool point from its store (found in the cache or named), checked against the
     data and the task: ``[N]``, or ``[N, T]`` per token for token-level methods on data held in memory;
     for those on memory-mapped data, the per-window means and a per-step gather from the store."""
+    path: Path | None
     if cfg.irreducible.path:
         path = Path(cfg.irreducible.path)
         if not path.is_file():
@@ -243,10 +247,10 @@ def _irreducible_losses(
     return losses, token_source, path
 
 
-def _noise_description(datamodule: PoolDataModule) -> str:
-    if datamodule.target_kind == "tokens":
+def _noise_description(datamodule: SplitDataModule) -> str:
+    if isinstance(datamodule, TokenCorpusDataModule):
         return f"token_noise={datamodule.token_noise}, sequence_noise={datamodule.sequence_noise}"
-    return f"label_noise={datamodule.label_noise}"
+    return f"label_noise={getattr(datamodule, 'label_noise', None)}"
 
 
 def _sum_over_ranks(trainer: pl.Trainer, module: OnlineBatchSelection) -> None:

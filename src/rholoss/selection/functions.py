@@ -24,7 +24,7 @@ def uniform(batch: SelectionInput, k: int) -> Selection:
 @register_score("reducible_loss", needs_irreducible=True)
 def reducible_loss(batch: SelectionInput) -> Tensor:
     """RHO-LOSS: current loss minus irreducible loss; learnable, worth learning, not yet learnt."""
-    return batch.loss - batch.irreducible_loss
+    return batch.loss - batch.il
 
 
 @register_score("loss")
@@ -48,13 +48,13 @@ def svp(batch: SelectionInput, k: int) -> Selection:
 @register_score("irreducible_loss", needs_forward=False, needs_irreducible=True)
 def irreducible_loss(batch: SelectionInput) -> Tensor:
     """Lowest irreducible loss: points the holdout model finds easy ("easy first")."""
-    return -batch.irreducible_loss
+    return -batch.il
 
 
 @register_score("gradnorm", needs_class_logits=True)
 def gradnorm(batch: SelectionInput) -> Tensor:
     """Largest last-layer gradient-norm bound ||softmax(logits) - onehot(y)|| (Katharopoulos & Fleuret)."""
-    probs = torch.softmax(batch.logits.float(), dim=-1)
+    probs = torch.softmax(batch.class_logits.float(), dim=-1)
     probs = probs - torch.nn.functional.one_hot(batch.targets, probs.shape[-1]).to(probs.dtype)
     return torch.linalg.vector_norm(probs, dim=-1)
 
@@ -77,14 +77,14 @@ def gradnorm_importance_sampling(batch: SelectionInput, k: int) -> Selection:
 @register_score("entropy", needs_class_logits=True)
 def entropy(batch: SelectionInput) -> Tensor:
     """Highest predictive entropy of the current model (label-free, as in active learning)."""
-    log_probs = torch.log_softmax(batch.logits.float(), dim=-1)
+    log_probs = torch.log_softmax(batch.class_logits.float(), dim=-1)
     return -(log_probs.exp() * log_probs).sum(-1)
 
 
 @register_score("bald", needs_mc_samples=True)
 def bald(batch: SelectionInput) -> Tensor:
     """Highest BALD score from MC dropout: entropy of the mean prediction minus mean entropy."""
-    log_probs = torch.log_softmax(batch.mc_logits.float(), dim=-1)  # [samples, n_B, classes]
+    log_probs = torch.log_softmax(batch.mc_class_logits.float(), dim=-1)  # [samples, n_B, classes]
     mean_probs = log_probs.exp().mean(0)
     predictive = -(mean_probs * mean_probs.clamp_min(1e-12).log()).sum(-1)
     expected = -(log_probs.exp() * log_probs).sum(-1).mean(0)
@@ -96,7 +96,7 @@ def reducible_loss_sampled(batch: SelectionInput, k: int, temperature: float = 1
     """Samples without replacement ∝ softmax(reducible loss / temperature) (Gumbel top-k)."""
     if temperature <= 0:
         raise ValueError(f"selection.temperature must be positive, got {temperature}.")
-    scores = batch.loss - batch.irreducible_loss
+    scores = batch.loss - batch.il
     gumbel = -torch.log(-torch.log(torch.rand_like(scores).clamp_min(1e-20)))
     return Selection(torch.topk(scores / temperature + gumbel, k, sorted=False).indices, scores=scores)
 
@@ -104,7 +104,7 @@ def reducible_loss_sampled(batch: SelectionInput, k: int, temperature: float = 1
 @register_token_score("token_reducible_loss", needs_irreducible=True)
 def token_reducible_loss(batch: TokenSelectionInput) -> Tensor:
     """RHO-1's selective language modelling: the batch's tokens with the highest loss minus reference (IL) loss."""
-    return batch.token_loss - batch.irreducible_loss
+    return batch.token_loss - batch.il
 
 
 @register_token_score("token_loss")

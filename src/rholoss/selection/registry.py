@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -47,6 +48,29 @@ class SelectionInput:
     def size(self) -> int:
         return self.targets.shape[0]
 
+    @property
+    def il(self) -> Tensor:
+        """``irreducible_loss``, for functions registered with ``needs_irreducible``."""
+        return _given(self.irreducible_loss, "irreducible losses")
+
+    @property
+    def class_logits(self) -> Tensor:
+        """``logits``, for functions registered with ``needs_class_logits``."""
+        return _given(self.logits, "class logits")
+
+    @property
+    def mc_class_logits(self) -> Tensor:
+        """``mc_logits``, for functions registered with ``needs_mc_samples``."""
+        return _given(self.mc_logits, "MC-dropout samples")
+
+
+def _given(value: Tensor | None, what: str) -> Tensor:
+    if value is None:
+        raise ValueError(
+            f"This selection function needs {what}, which were not computed: register it with what it needs."
+        )
+    return value
+
 
 @dataclass(frozen=True)
 class TokenSelectionInput:
@@ -56,6 +80,11 @@ class TokenSelectionInput:
 
     token_loss: Tensor
     irreducible_loss: Tensor | None = None
+
+    @property
+    def il(self) -> Tensor:
+        """``irreducible_loss``, for functions registered with ``needs_irreducible``."""
+        return _given(self.irreducible_loss, "per-token irreducible losses")
 
 
 @dataclass(frozen=True)
@@ -101,6 +130,9 @@ class SelectionMethod:
     default_stale_every: int | None = None
     needs_class_logits: bool = False
     token_level: bool = False
+    # Token-level methods: ``select_tokens(batch: TokenSelectionInput, token_fraction, **options)`` gives
+    # the ``[B, T]`` mask of tokens to train on (their ``select`` refuses a batch of points).
+    select_tokens: Callable[..., Tensor] | None = None
 
     def applies_to(self, task: Task) -> bool:
         if self.token_level and not task.token_level:
@@ -203,17 +235,25 @@ def register_token_score(name: str, *, needs_irreducible: bool = False) -> Calla
         doc = (score.__doc__ or "").strip().splitlines()
         _REGISTRY[name] = SelectionMethod(
             name,
-            select_tokens,
+            _points_of_token_level(name),
             needs_forward=False,
             needs_irreducible=needs_irreducible,
             with_replacement=False,
             needs_mc_samples=False,
             description=doc[0] if doc else "",
             token_level=True,
+            select_tokens=select_tokens,
         )
         return score
 
     return decorator
+
+
+def _points_of_token_level(name: str) -> SelectFn:
+    def refuse(batch: SelectionInput, k: int, **options: Any) -> Selection:
+        raise TypeError(f"Selection {name!r} chooses tokens inside a training batch (select_tokens), not points.")
+
+    return refuse
 
 
 def top_token_mask(scores: Tensor, token_fraction: float) -> Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -30,9 +30,11 @@ def map_inputs(x: Any, fn: Callable[[Tensor], Tensor]) -> Any:
     return {key: fn(value) for key, value in x.items()} if isinstance(x, dict) else fn(x)
 
 
-def check_precision(precision: str) -> None:
-    if str(precision) not in ("32", "bf16", "16"):
-        raise ValueError(f"selection.precision must be 32, bf16 or 16, got {precision!r}.")
+def check_precision(precision: str) -> Precision:
+    """``precision`` as a :data:`Precision`, or an error naming the ones there are."""
+    if precision in ("32", "bf16", "16"):
+        return cast(Precision, precision)
+    raise ValueError(f"selection.precision must be 32, bf16 or 16, got {precision!r}.")
 
 
 def autocast(device: torch.device, precision: str) -> AbstractContextManager[Any]:

@@ -16,7 +16,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 if TYPE_CHECKING:
-    from rholoss.data import PoolDataModule
+    from rholoss.data import SplitDataModule
 
 Mode = Literal["max", "min"]
 
@@ -67,7 +67,7 @@ class Task(ABC):
         return a > b if self.mode == "max" else a < b
 
     @abstractmethod
-    def fit_to(self, datamodule: PoolDataModule) -> Task:
+    def fit_to(self, datamodule: SplitDataModule) -> Task:
         """This task sized for ``datamodule`` (its output width), or a :class:`TaskMismatchError`
         that says what about the data does not fit and which task does."""
 

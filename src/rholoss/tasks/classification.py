@@ -12,7 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from rholoss.tasks.base import Task, TaskMismatchError
 
 if TYPE_CHECKING:
-    from rholoss.data import PoolDataModule
+    from rholoss.data import SplitDataModule
 
 
 class Classification(Task):
@@ -33,7 +33,7 @@ class Classification(Task):
     def num_classes(self) -> int | None:
         return self.num_outputs
 
-    def fit_to(self, datamodule: PoolDataModule) -> Classification:
+    def fit_to(self, datamodule: SplitDataModule) -> Classification:
         kind = getattr(datamodule, "target_kind", "class")
         num_classes = getattr(datamodule, "num_classes", None)
         if kind != "class" or not num_classes:

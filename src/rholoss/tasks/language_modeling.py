@@ -17,7 +17,7 @@ from torchmetrics import MeanMetric, Metric
 from rholoss.tasks.base import Task, TaskMismatchError
 
 if TYPE_CHECKING:
-    from rholoss.data import PoolDataModule
+    from rholoss.data import SplitDataModule
 
 
 class LanguageModeling(Task):
@@ -30,7 +30,7 @@ class LanguageModeling(Task):
     metric_label = "loss"
     token_level = True
 
-    def fit_to(self, datamodule: PoolDataModule) -> LanguageModeling:
+    def fit_to(self, datamodule: SplitDataModule) -> LanguageModeling:
         if getattr(datamodule, "target_kind", "class") != "tokens":
             raise TaskMismatchError(
                 f"task=causal_lm needs windows of tokens with next-token targets, but {datamodule.name} has "

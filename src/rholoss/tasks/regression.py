@@ -10,7 +10,7 @@ from torchmetrics import MeanMetric, Metric
 from rholoss.tasks.base import Task, TaskMismatchError
 
 if TYPE_CHECKING:
-    from rholoss.data import PoolDataModule
+    from rholoss.data import SplitDataModule
 
 
 class Regression(Task):
@@ -23,7 +23,7 @@ class Regression(Task):
     metric_label = "MSE"
     class_logits = False
 
-    def fit_to(self, datamodule: PoolDataModule) -> Regression:
+    def fit_to(self, datamodule: SplitDataModule) -> Regression:
         if getattr(datamodule, "target_kind", "class") != "real":
             raise TaskMismatchError(
                 f"task=regression needs real-valued targets, but {datamodule.name} has class labels: use "

@@ -202,7 +202,9 @@ class TokenCorpusDataModule(SplitDataModule):
             saved = folder / "bpe.json"
             if saved.is_file():
                 return load_bpe(saved)
-            return train_bpe((self._read(path) for path in holdout_files), int(self.vocab_size), saved)
+            if self.vocab_size is None:  # refused in __init__ unless token_files are given
+                raise ValueError("datamodule.tokenizer=bpe trains a BPE of datamodule.vocab_size ids: set vocab_size.")
+            return train_bpe((self._read(path) for path in holdout_files), self.vocab_size, saved)
         return hugging_face_tokenizer(self.tokenizer)
 
     def _write_split(self, path: Path, files: Sequence[Path], tokenizer: CorpusTokenizer) -> TokenFile:

@@ -24,7 +24,9 @@ END_OF_DOCUMENT = "<|endoftext|>"
 class CorpusTokenizer(Protocol):
     identity: str
     vocab_size: int
-    eos_token_id: int | None
+
+    @property
+    def eos_token_id(self) -> int | None: ...
 
     def encode(self, data: bytes) -> np.ndarray: ...
 

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+
+from rholoss.data.indexed import SizedDataset
 
 
 def num_windows(num_tokens: int, seq_len: int) -> int:
@@ -42,7 +43,7 @@ def input_rows(array: np.ndarray, seq_len: int) -> np.ndarray:
     return array[: count * seq_len].reshape(count, seq_len)
 
 
-class TokenWindows(Dataset):
+class TokenWindows(SizedDataset):
     """The windows of a (memory-mapped) token array; item ``i`` is ``(i, x_i, y_i)``, int64 ids.
 
     ``__getitems__`` reads a whole batch with one gather per array, which the DataLoader uses when
