@@ -21,7 +21,6 @@ import statistics
 import warnings
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 
 from rholoss.analysis import markdown_table
@@ -31,7 +30,7 @@ from rholoss.data.augment import BatchAugment
 from rholoss.models import resnet18
 from rholoss.modules import OnlineBatchSelection
 from rholoss.selection import selection_size
-from throughput import StepClock  # benchmarks/ is on sys.path when this file runs as a script
+from throughput import StepClock, bare_trainer  # benchmarks/ is on sys.path when this file runs as a script
 
 # (method, selection precision, on-device data)
 CONFIGURATIONS = [
@@ -60,19 +59,8 @@ def steps_per_second(
     module.set_irreducible_losses(il)
     module.prepare_pool(len(il))
     clock = StepClock(args.warmup)
-    trainer = pl.Trainer(
-        accelerator=args.device,
-        devices=1,
-        precision=args.train_precision,
-        max_steps=args.warmup + args.steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[clock],
-        log_every_n_steps=50,
+    trainer = bare_trainer(
+        args.warmup + args.steps, clock, accelerator=args.device, devices=1, precision=args.train_precision
     )
     trainer.fit(module, datamodule=datamodule)
     return args.steps / (clock.end - clock.start)

@@ -22,6 +22,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -40,6 +41,24 @@ from rholoss.selection import selection_size
 warnings.filterwarnings("ignore")
 AUTOCAST = {"bf16": torch.bfloat16, "16": torch.float16}
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def bare_trainer(max_steps: int, clock: pl.Callback, **settings: Any) -> pl.Trainer:
+    """A Trainer with nothing but ``clock``: no logger, checkpoints, progress bar or validation, so a
+    step costs what Lightning itself adds (``settings``: accelerator, precision, ...)."""
+    settings = {"accelerator": "cpu", **settings}
+    return pl.Trainer(
+        max_steps=max_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[clock],
+        log_every_n_steps=50,
+        **settings,
+    )
 
 
 class StepClock(pl.Callback):
@@ -94,18 +113,7 @@ def lightning_steps_per_second(
         if defaults:
             trainer = default_trainer(method, warmup + steps, [ValCurve(), clock], Path(output_dir))
         else:
-            trainer = pl.Trainer(
-                accelerator="cpu",
-                max_steps=warmup + steps,
-                logger=False,
-                enable_checkpointing=False,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                limit_val_batches=0,
-                num_sanity_val_steps=0,
-                callbacks=[clock],
-                log_every_n_steps=50,
-            )
+            trainer = bare_trainer(warmup + steps, clock)
         trainer.fit(module, datamodule=datamodule)
     return steps / (clock.end - clock.start)
 
