@@ -108,3 +108,22 @@ def test_sequence_level_selection_counts_every_token_of_a_selected_window() -> N
     chosen = module.selection_counts.nonzero().flatten().tolist()
     assert int(module.num_noise_tokens_trained) == (T if 2 in chosen else 0)
     assert module.tokens_trained == 2 * T
+
+
+def test_a_causal_lm_loads_from_a_save_pretrained_folder_and_trains_a_token_level_step(tmp_path) -> None:
+    """model.pretrained=<folder>: any Hugging Face causal LM saved with save_pretrained, offline."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from rholoss.models import CausalLM
+
+    config = AutoConfig.for_model("gpt2", vocab_size=VOCAB, n_positions=T, n_embd=16, n_layer=1, n_head=2)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "lm")
+    model = CausalLM((T,), VOCAB, vocab_size=VOCAB, pretrained=str(tmp_path / "lm"))
+    module = OnlineBatchSelection(model, LanguageModeling(VOCAB), selection="token_loss", percent_train=1.0)
+    module.prepare_pool(4)
+    module.log_interval_means = lambda *args, **kwargs: None
+    loss = module.training_step((torch.arange(4), torch.randint(0, VOCAB, (4, T)), torch.randint(0, VOCAB, (4, T))), 0)
+    loss.backward()
+    assert int(module.num_tokens_trained) == round(0.6 * 4 * T)
+    with pytest.raises(ValueError, match=r"exceeds|positions"):
+        CausalLM((T + 10,), VOCAB, vocab_size=VOCAB, pretrained=str(tmp_path / "lm"))
