@@ -97,8 +97,8 @@ def test_every_language_model_method_trains_end_to_end(name: str, lm_workspace: 
     assert result["il_store"] == (il["il_store"] if method.needs_irreducible else None)
     n_b = N_B // 5  # percent_train 0.2
     if method.token_level:
-        assert result["token_fraction"] == 0.6
-        assert result["tokens_trained"] == STEPS * round(0.6 * n_b * SEQ_LEN)
+        assert result["token_fraction"] == 0.5
+        assert result["tokens_trained"] == STEPS * round(0.5 * n_b * SEQ_LEN)
     else:
         assert result["tokens_trained"] == STEPS * n_b * SEQ_LEN
     assert 0.0 <= result["noisy_selected_fraction"] <= 1.0

@@ -124,6 +124,6 @@ def test_a_causal_lm_loads_from_a_save_pretrained_folder_and_trains_a_token_leve
     module.log_interval_means = lambda *args, **kwargs: None
     loss = module.training_step((torch.arange(4), torch.randint(0, VOCAB, (4, T)), torch.randint(0, VOCAB, (4, T))), 0)
     loss.backward()
-    assert int(module.num_tokens_trained) == round(0.6 * 4 * T)
+    assert int(module.num_tokens_trained) == round(0.5 * 4 * T)
     with pytest.raises(ValueError, match=r"exceeds|positions"):
         CausalLM((T + 10,), VOCAB, vocab_size=VOCAB, pretrained=str(tmp_path / "lm"))

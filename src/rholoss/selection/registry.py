@@ -225,7 +225,7 @@ def register_token_score(name: str, *, needs_irreducible: bool = False) -> Calla
     whose points are sequences of tokens."""
 
     def decorator(score: TokenScoreFn) -> TokenScoreFn:
-        def select_tokens(batch: TokenSelectionInput, token_fraction: float = 0.6, **options) -> Tensor:
+        def select_tokens(batch: TokenSelectionInput, token_fraction: float = 0.5, **options) -> Tensor:
             scores = score(batch, **options)
             return top_token_mask(scores, token_fraction)
 
