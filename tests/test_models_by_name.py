@@ -93,6 +93,21 @@ def user_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     sys.modules.pop("user_models_pkg", None)
 
 
+def train_on_store(root: Path, data: Path, store: Path, *overrides: str) -> dict:
+    """A few reducible_loss steps on the 3-channel tensor file with the MLP's IL store, another model."""
+    return train(
+        config_in(
+            root,
+            "train",
+            *TARGET,
+            f"datamodule.path={data}",
+            "selection=reducible_loss",
+            f"irreducible.path={store}",
+            *overrides,
+        )
+    )
+
+
 def model_config(*overrides: str):
     return compose_config("train", ["paths.output_dir=/tmp/unused", *overrides]).model
 
@@ -111,17 +126,7 @@ def test_torchvision_resnet18_trains_with_an_il_store_made_by_an_mlp(
 ) -> None:
     data, store = il_store
     assert IrreducibleLossStore.load(store).metadata["il_config"]["model"]["_target_"] == "rholoss.models.MLP"
-    result = train(
-        config_in(
-            tmp_path,
-            "train",
-            *TARGET,
-            f"datamodule.path={data}",
-            "selection=reducible_loss",
-            f"irreducible.path={store}",
-            *model,
-        )
-    )
+    result = train_on_store(tmp_path, data, store, *model)
     assert result["il_store"] == str(store)
     assert (result["steps"], result["batch_size"], result["large_batch_size"]) == (3, 8, 40)
     assert result["model"] in ("torchvision.models.resnet18", "rholoss.models.torchvision_model")
@@ -132,19 +137,14 @@ def test_a_users_own_module_by_target_trains_with_the_same_store(
     il_store: tuple[Path, Path], tmp_path: Path, user_models: str
 ) -> None:
     data, store = il_store
-    result = train(
-        config_in(
-            tmp_path,
-            "train",
-            *TARGET,
-            f"datamodule.path={data}",
-            "selection=reducible_loss",
-            f"irreducible.path={store}",
-            f"model._target_={user_models}.TinyNet",
-            "~model.hidden_sizes",
-            "~model.dropout",
-            "+model.width=4",
-        )
+    result = train_on_store(
+        tmp_path,
+        data,
+        store,
+        f"model._target_={user_models}.TinyNet",
+        "~model.hidden_sizes",
+        "~model.dropout",
+        "+model.width=4",
     )
     assert result["model"] == f"{user_models}.TinyNet" and result["il_store"] == str(store) and result["steps"] == 3
 

@@ -35,6 +35,18 @@ def hub_offline() -> bool:
     return any(os.environ.get(name, "0").lower() in ("1", "true", "yes", "on") for name in _OFFLINE_VARIABLES)
 
 
+def missing_weights(name: str, cache_dir: str | None, error: OSError, offline_model: str) -> OSError:
+    """The error for pretrained weights that are neither a local folder nor cached, with every way to
+    provide them; ``offline_model``: the ``model=`` config that needs no download."""
+    where = "Hugging Face offline mode is on" if hub_offline() else "the hub could not provide them"
+    return OSError(
+        f"Pretrained weights {name!r} are neither a local folder nor in the Hugging Face cache"
+        f"{f' {cache_dir}' if cache_dir else ''}, and {where} ({error}). Run once with network access to "
+        "cache them, set HF_HOME (or model.cache_dir) to a cache that has them, point model.pretrained at a "
+        f"folder written by save_pretrained(), or use model={offline_model} (no download)."
+    )
+
+
 def load_tokenizer(name_or_path: str) -> Any:
     """A fast tokenizer from a local directory (``save_pretrained`` layout), the Hugging Face cache,
     or the hub; an error that names every way to provide it otherwise."""

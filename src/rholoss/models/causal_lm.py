@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from rholoss.data.text import hub_offline, require_nlp
+from rholoss.data.text import missing_weights, require_nlp
 
 
 class CausalLM(nn.Module):
@@ -85,13 +85,7 @@ def _load_pretrained(name: str, cache_dir: str | None) -> nn.Module:
     try:
         return AutoModelForCausalLM.from_pretrained(name, cache_dir=cache_dir)
     except OSError as error:
-        where = "Hugging Face offline mode is on" if hub_offline() else "the hub could not provide them"
-        raise OSError(
-            f"Pretrained weights {name!r} are neither a local folder nor in the Hugging Face cache"
-            f"{f' {cache_dir}' if cache_dir else ''}, and {where} ({error}). Run once with network access to "
-            "cache them, set HF_HOME (or model.cache_dir) to a cache that has them, point model.pretrained at a "
-            "folder written by save_pretrained(), or use model=tiny_gpt2 (no download)."
-        ) from error
+        raise missing_weights(name, cache_dir, error, "tiny_gpt2") from error
 
 
 def _check_fits(config: Any, name: str, vocab_size: int, seq_len: int) -> None:

@@ -33,6 +33,7 @@ from rholoss.selection.step import (
     Precision,
     check_precision,
     map_inputs,
+    masked_mean,
     mc_dropout_forward,
     score_batch,
     selected_loss,
@@ -88,7 +89,7 @@ class OnlineBatchSelection(SupervisedModule):
         optimizer: OptimizerFactory | None = None,
         selection: str = "reducible_loss",
         percent_train: float = 0.1,
-        precision: Precision = "32",
+        precision: str = "32",
         model_mode: ModelMode = "train",
         mc_samples: int = 10,
         stale_every: int | None = None,
@@ -99,7 +100,6 @@ class OnlineBatchSelection(SupervisedModule):
         self.method = get_selection(selection)
         check_applies(self.method, self.task)
         check_percent_train(percent_train)
-        check_precision(precision)
         if model_mode not in ("train", "eval"):
             raise ValueError(f"selection.model_mode must be 'train' or 'eval', got {model_mode!r}.")
         if self.method.needs_mc_samples:
@@ -113,7 +113,7 @@ class OnlineBatchSelection(SupervisedModule):
         stale_every = self.method.default_stale_every if stale_every is None else stale_every
         _check_stale_every(self.method, stale_every)
         self.percent_train = percent_train
-        self.precision = str(precision)
+        self.precision: Precision = check_precision(str(precision))
         self.model_mode = model_mode
         self.mc_samples = mc_samples
         self.stale_every = stale_every
@@ -263,11 +263,9 @@ class OnlineBatchSelection(SupervisedModule):
         scored = self.score_batch(index, x, y)
         chosen = self.method.select(scored, selection_size(len(y), self.percent_train), **self.options)
         positions = chosen.positions
-        if chosen.prefix and len(positions) == len(y):  # the whole batch, in order (uniform drawing n_b)
-            outputs = self(x)
-        else:
+        if not (chosen.prefix and len(positions) == len(y)):  # else: the whole batch, in order (uniform at n_b)
             x, y = map_inputs(x, lambda t: t[positions]), y[positions]
-            outputs = self(x)
+        outputs = self(x)
         if self.stale_every is not None:  # the points trained on get fresh scores for free
             self._cache(index[positions], outputs, y)
         loss = selected_loss(self.task.point_loss(outputs, y), chosen)
@@ -281,7 +279,7 @@ class OnlineBatchSelection(SupervisedModule):
         il = self._irreducible_tokens(index) if self.method.needs_irreducible else None
         assert self.method.select_tokens is not None  # every token-level method has one
         mask = self.method.select_tokens(TokenSelectionInput(token_losses.detach(), il), **self.options)
-        loss = (token_losses * mask).sum() / mask.sum().clamp_min(1)
+        loss = masked_mean(token_losses, mask)
         self.selection_counts.index_add_(0, index, torch.ones_like(index))
         self._count_tokens(index, mask)
         self.log_interval_means(

@@ -34,7 +34,6 @@ from rholoss.pipelines.parts import (
     write_results,
 )
 from rholoss.selection import SelectionMethod, check_applies, get_selection, selection_size
-from rholoss.selection.step import check_precision
 from rholoss.tasks import Task
 
 # Keys of the selection config read by the module itself; the rest go to the selection function.
@@ -85,7 +84,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         instantiate(cfg.optimizer),
         selection=method.name,
         percent_train=1.0 if draws_n_b else cfg.selection.percent_train,
-        precision=check_precision(str(cfg.selection.precision)),
+        precision=str(cfg.selection.precision),
         model_mode=cfg.selection.model_mode,
         mc_samples=cfg.selection.get("mc_samples", 10),
         stale_every=cfg.selection.get("stale_every"),

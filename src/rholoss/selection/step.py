@@ -168,8 +168,8 @@ def selection_statistics(scored: SelectionInput, selection: Selection) -> dict[s
         chosen = torch.zeros(scored.size, dtype=torch.bool, device=scored.targets.device)
         chosen[selection.positions] = True
         for name, values in quantities.items():
-            stats[f"selection/{name}_selected"] = _masked_mean(values, chosen)
-            stats[f"selection/{name}_not_selected"] = _masked_mean(values, ~chosen)
+            stats[f"selection/{name}_selected"] = masked_mean(values, chosen)
+            stats[f"selection/{name}_not_selected"] = masked_mean(values, ~chosen)
     return stats
 
 
@@ -189,7 +189,8 @@ def top_score_share(scores: Tensor, top_fraction: float) -> Tensor:
     return torch.where(total > 0, top / total.clamp_min(1e-12), torch.full_like(total, k / len(scores)))
 
 
-def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean over ``mask`` without a host sync; 0 for an empty mask (percent_train = 1)."""
+def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``values`` over ``mask`` (any shape) without a host sync; 0 for an empty mask
+    (percent_train = 1: nothing left unselected)."""
     mask = mask.to(values.dtype)
     return (values * mask).sum() / mask.sum().clamp_min(1)
