@@ -102,12 +102,12 @@ def lightning_steps_per_second(
         MLP((1, 28, 28), 10),
         10,
         selection=method,
-        # uniform draws only the n_b points it trains on (as run.py does), so it keeps all of them
-        percent_train=1.0 if method == "uniform" else 0.1,
+        percent_train=0.1,
+        # uniform draws only the n_b points it trains on (as run.py does)
+        draw_only_selected=method == "uniform",
         precision=precision,
     )
-    module.set_irreducible_losses(il)
-    module.prepare_pool(len(il), datamodule.corrupted)
+    module.prepare_pool(len(il), il, noise=datamodule.corrupted)
     clock = StepClock(warmup)
     with tempfile.TemporaryDirectory() as output_dir:
         if defaults:

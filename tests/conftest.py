@@ -61,14 +61,14 @@ def one_thread() -> Iterator[None]:
 @pytest.fixture
 def selected(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
     """Every step's selected pool indices, in order (for the resume and same-seed tests)."""
-    from rholoss.modules import OnlineBatchSelection  # imported here: most tests never train
+    from rholoss.methods import SelectionDiagnostics  # imported here: most tests never train
 
     record: list[torch.Tensor] = []
-    log_statistics = OnlineBatchSelection._log_selection_statistics
+    count = SelectionDiagnostics.record
 
-    def recording(self, index, selection, scored, loss) -> None:
-        record.append(index[selection.positions].cpu())
-        log_statistics(self, index, selection, scored, loss)
+    def recording(self, trained, token_mask=None) -> None:
+        record.append(trained.cpu())
+        count(self, trained, token_mask)
 
-    monkeypatch.setattr(OnlineBatchSelection, "_log_selection_statistics", recording)
+    monkeypatch.setattr(SelectionDiagnostics, "record", recording)
     return record

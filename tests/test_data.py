@@ -308,7 +308,7 @@ def test_synthetic_corrupted_mask_matches_the_label_noise(label_noise: float) ->
     assert datamodule.corrupted.shape == (180,)
     assert int(datamodule.corrupted.sum()) == round(label_noise * 180)
     assert torch.equal(pool.labels != source_labels, datamodule.corrupted)
-    assert datamodule.has_label_noise == (label_noise > 0)
+    assert datamodule.has_noise == (label_noise > 0)
     for name in ("holdout", "val", "test"):  # only the pool is noisy
         split = datamodule.split(name)
         assert torch.equal(split.labels, split.source.tensors[1][split.source_indices])

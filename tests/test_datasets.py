@@ -213,7 +213,7 @@ def test_qmnist_structured_noise_flips_the_paper_pairs(qmnist_dir) -> None:
     for source, target in PAPER_MNIST_PAIRS:
         flipped = datamodule.corrupted & (clean == source)
         assert int(flipped.sum()) == 10 and bool((pool.labels[flipped] == target).all())  # 20 of each class
-    assert int(datamodule.corrupted.sum()) == 30 and datamodule.has_label_noise
+    assert int(datamodule.corrupted.sum()) == 30 and datamodule.has_noise
     # the noise is in the fingerprint, so a store made for clean or uniform-noise data is refused
     uniform = _qmnist(root, label_noise=0.5)
     uniform.setup()

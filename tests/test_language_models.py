@@ -22,16 +22,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SEQ_LEN, N_B, STEPS = 16, 40, 24
 
 
-def lm_config(root: Path, stage: str, *overrides: str, output: str = "run"):
+def lm_overrides(root: Path, stage: str) -> list[str]:
+    """The overrides that shrink the code-corpus experiment to a tiny corpus written under ``root``."""
     irreducible = stage == "train_irreducible"
-    experiment = "code_lm_irred" if irreducible else "code_lm_main"
     corpus = root / "corpus"
     if not corpus.is_dir():
         write_corpus(corpus, files=30)
-    return config_in(
-        root,
-        stage,
-        f"experiment={experiment}",
+    return [
+        f"experiment={'code_lm_irred' if irreducible else 'code_lm_main'}",
         f"datamodule.source_dir={corpus}",
         "datamodule.tokenizer=byte",
         "datamodule.max_bytes=null",
@@ -46,9 +44,11 @@ def lm_config(root: Path, stage: str, *overrides: str, output: str = "run"):
         "batch_size=16" if irreducible else f"large_batch_size={N_B}",
         f"trainer.max_steps={STEPS}",
         "val_every_n_steps=8",
-        *overrides,
-        output=output,
-    )
+    ]
+
+
+def lm_config(root: Path, stage: str, *overrides: str, output: str = "run"):
+    return config_in(root, stage, *lm_overrides(root, stage), *overrides, output=output)
 
 
 @pytest.fixture(scope="module")

@@ -273,7 +273,7 @@ def test_noisy_fraction_is_counted_exactly_over_steps() -> None:
     corrupted = torch.zeros(pool, dtype=torch.bool)
     corrupted[[1, 5, 6]] = True
     module, logged = make_module(identity_linear(classes), classes, "uniform", 0.5)
-    module.prepare_pool(pool, corrupted=corrupted)
+    module.prepare_pool(pool, noise=corrupted)
     x, y = torch.randn(4, classes), torch.tensor([0, 1, 2, 0])
     # uniform keeps the first 2 positions of each large batch of 4.
     steps = [([0, 1, 2, 3], 1), ([2, 3, 4, 5], 0), ([5, 6, 0, 7], 2), ([8, 9, 5, 6], 0)]
@@ -281,26 +281,26 @@ def test_noisy_fraction_is_counted_exactly_over_steps() -> None:
     for index, new_noisy in steps:
         step(module, index, x, y)
         noisy, selected = noisy + new_noisy, selected + 2
-        assert int(module.num_selected_corrupted) == noisy
-        assert module.noisy_selected_fraction == noisy / selected
+        assert int(module.diagnostics.num_selected_corrupted) == noisy
+        assert module.diagnostics.noisy_selected_fraction == noisy / selected
         assert logged["selection/noisy_fraction"] == pytest.approx(noisy / selected)
-    assert module.noisy_selected_fraction == 3 / 8
+    assert module.diagnostics.noisy_selected_fraction == 3 / 8
 
 
 def test_noisy_fraction_with_loss_selection() -> None:
     classes, pool = 2, 8
     corrupted = torch.tensor([True, True, False, False, False, False, True, False])
     module, logged = make_module(identity_linear(classes), classes, "loss", 0.5)
-    module.prepare_pool(pool, corrupted=corrupted)
+    module.prepare_pool(pool, noise=corrupted)
     y = torch.zeros(4, dtype=torch.long)
     # Positions 1 and 3 have the highest loss (logit of class 0 lowest).
     x = torch.tensor([[3.0, 0.0], [-2.0, 2.0], [1.0, 0.0], [-1.0, 1.0]])
     step(module, [0, 1, 2, 3], x, y)  # selects indices 1, 3: one noisy
-    assert module.selection_counts.tolist() == [0, 1, 0, 1, 0, 0, 0, 0]
+    assert module.diagnostics.selection_counts.tolist() == [0, 1, 0, 1, 0, 0, 0, 0]
     step(module, [4, 5, 6, 7], x, y)  # selects 5, 7: none noisy
     step(module, [7, 6, 5, 0], x, y)  # selects 6, 0: both noisy
-    assert int(module.num_selected_corrupted) == 3
-    assert module.noisy_selected_fraction == 3 / 6
+    assert int(module.diagnostics.num_selected_corrupted) == 3
+    assert module.diagnostics.noisy_selected_fraction == 3 / 6
     assert logged["selection/noisy_fraction"] == pytest.approx(0.5)
 
 
@@ -309,22 +309,22 @@ def test_relevant_fraction_is_counted_exactly_and_none_without_masks() -> None:
     relevant = torch.tensor([True] * 5 + [False] * 5)
     module, logged = make_module(identity_linear(classes), classes, "uniform", 0.5)
     module.prepare_pool(pool, relevant=relevant)
-    assert module.noisy_selected_fraction is None
+    assert module.diagnostics.noisy_selected_fraction is None
     x, y = torch.randn(6, classes), torch.tensor([0, 1, 2, 0, 1, 2])
     step(module, [0, 1, 5, 2, 3, 4], x, y)  # selects 0, 1, 5: 2 relevant
-    assert int(module.num_selected_relevant) == 2
-    assert module.relevant_selected_fraction == 2 / 3
+    assert int(module.diagnostics.num_selected_relevant) == 2
+    assert module.diagnostics.relevant_selected_fraction == 2 / 3
     step(module, [6, 7, 8, 0, 1, 2], x, y)  # selects 6, 7, 8: none relevant
-    assert module.relevant_selected_fraction == 2 / 6
+    assert module.diagnostics.relevant_selected_fraction == 2 / 6
     assert logged["selection/relevant_fraction"] == pytest.approx(2 / 6)
     assert "selection/noisy_fraction" not in logged
-    assert module.noisy_selected_fraction is None
-    assert int(module.num_selected_corrupted) == 0
+    assert module.diagnostics.noisy_selected_fraction is None
+    assert int(module.diagnostics.num_selected_corrupted) == 0
 
     plain, plain_logged = make_module(identity_linear(classes), classes, "uniform", 0.5)
     plain.prepare_pool(pool)
     step(plain, [0, 1, 2, 3, 4, 5], x, y)
-    assert plain.noisy_selected_fraction is None and plain.relevant_selected_fraction is None
+    assert plain.diagnostics.noisy_selected_fraction is None and plain.diagnostics.relevant_selected_fraction is None
     assert "selection/relevant_fraction" not in plain_logged and "selection/noisy_fraction" not in plain_logged
 
 
@@ -348,9 +348,8 @@ def test_selected_and_not_selected_means_match_the_batch() -> None:
     classes, n, pool = 4, 20, 50
     model = nn.Linear(6, classes)
     module, logged = make_module(model, classes, "reducible_loss", 0.25)
-    module.prepare_pool(pool)
     irreducible = torch.rand(pool) * 2
-    module.set_irreducible_losses(irreducible)
+    module.prepare_pool(pool, irreducible=irreducible)
     index = torch.randperm(pool)[:n]
     x, y = torch.randn(n, 6), torch.randint(0, classes, (n,))
     loss = step(module, index.tolist(), x, y).detach()
@@ -361,7 +360,7 @@ def test_selected_and_not_selected_means_match_the_batch() -> None:
     reducible = losses - il
     chosen = torch.zeros(n, dtype=torch.bool)
     chosen[torch.argsort(reducible, descending=True)[:5]] = True
-    assert module.selection_counts[index].tolist() == chosen.long().tolist()
+    assert module.diagnostics.selection_counts[index].tolist() == chosen.long().tolist()
     for name, values in {"loss": losses, "irreducible_loss": il, "reducible_loss": reducible}.items():
         assert logged[f"selection/{name}_selected"] == pytest.approx(float(values[chosen].mean()), abs=1e-5)
         assert logged[f"selection/{name}_not_selected"] == pytest.approx(float(values[~chosen].mean()), abs=1e-5)
@@ -389,10 +388,10 @@ def test_selection_counts_histogram() -> None:
     x, y = torch.randn(4, classes), torch.tensor([0, 1, 2, 0])
     for index in ([0, 1, 2, 3], [2, 3, 4, 5], [5, 6, 0, 7], [8, 9, 5, 6]):
         step(module, index, x, y)
-    assert module.selection_count_summary() == {"never_selected": 4, "histogram": [[0, 4], [1, 8]]}
+    assert module.diagnostics.selection_count_summary() == {"never_selected": 4, "histogram": [[0, 4], [1, 8]]}
     step(module, [0, 1, 10, 11], x, y)
-    assert module.selection_counts.tolist() == [2, 2, 1, 1, 0, 1, 1, 0, 1, 1, 0, 0]
-    assert module.selection_count_summary() == {"never_selected": 4, "histogram": [[0, 4], [1, 6], [2, 2]]}
+    assert module.diagnostics.selection_counts.tolist() == [2, 2, 1, 1, 0, 1, 1, 0, 1, 1, 0, 0]
+    assert module.diagnostics.selection_count_summary() == {"never_selected": 4, "histogram": [[0, 4], [1, 6], [2, 2]]}
 
 
 def test_selection_counts_count_repeats_for_gradnorm_is() -> None:
@@ -403,23 +402,26 @@ def test_selection_counts_count_repeats_for_gradnorm_is() -> None:
     x = torch.tensor([[-10.0, 10.0]] + [[10.0, -10.0]] * 7)
     y = torch.zeros(8, dtype=torch.long)
     step(module, [3, 0, 1, 2, 4, 5, 6, 7], x, y)
-    assert int(module.selection_counts[3]) == 4
-    assert module.selection_count_summary() == {"never_selected": pool - 1, "histogram": [[0, pool - 1], [4, 1]]}
+    assert int(module.diagnostics.selection_counts[3]) == 4
+    assert module.diagnostics.selection_count_summary() == {
+        "never_selected": pool - 1,
+        "histogram": [[0, pool - 1], [4, 1]],
+    }
 
     # A spread distribution: the counts match the positions drawn with the same seed, repeats included.
     generator = torch.Generator().manual_seed(5)
     x = 2 * torch.randn(8, classes, generator=generator)
     y = torch.randint(0, classes, (8,), generator=generator)
     index = torch.arange(8, 16)
-    before = module.selection_counts.clone()
+    before = module.diagnostics.selection_counts.clone()
     torch.manual_seed(11)
     step(module, index.tolist(), x, y)
     torch.manual_seed(11)
     positions = select("gradnorm_is", SelectionInput(targets=y, logits=x), 4)
     expected = before.clone()
     expected.index_add_(0, index[positions], torch.ones(4, dtype=torch.long))
-    assert torch.equal(module.selection_counts, expected)
-    assert int(module.selection_counts.sum()) == 8
+    assert torch.equal(module.diagnostics.selection_counts, expected)
+    assert int(module.diagnostics.selection_counts.sum()) == 8
 
 
 def test_gradnorm_is_training_loss_is_the_weighted_mean() -> None:
@@ -457,7 +459,7 @@ def test_bald_through_training_step_uses_mc_dropout() -> None:
     x, y = torch.randn(n, dim), torch.randint(0, classes, (n,))
 
     module.train()
-    mc = module._mc_dropout_forward(x)
+    mc = module.method.mc_dropout_forward(module.model, x)
     assert mc.shape == (6, n, classes)
     assert module.model.training  # mode restored
     assert not torch.allclose(mc[0], mc[1])  # dropout active: the samples differ
@@ -473,15 +475,15 @@ def test_bald_through_training_step_uses_mc_dropout() -> None:
     assert torch.isfinite(loss) and loss.requires_grad
     # Same seed, same RNG use (selection forward, then MC forward): the top-3 BALD points were trained on.
     torch.manual_seed(3)
-    module._selection_forward(x)
+    module.method.selection_forward(module.model, x)
     scores = (
         get_selection("bald")
-        .select(SelectionInput(targets=y, logits=None, mc_logits=module._mc_dropout_forward(x)), 3)
+        .select(SelectionInput(targets=y, logits=None, mc_logits=module.method.mc_dropout_forward(module.model, x)), 3)
         .scores
     )
     expected = set(torch.topk(scores, 3).indices.tolist())
-    assert set(torch.nonzero(module.selection_counts).flatten().tolist()) == expected
-    assert int(module.selection_counts.sum()) == 3
+    assert set(torch.nonzero(module.diagnostics.selection_counts).flatten().tolist()) == expected
+    assert int(module.diagnostics.selection_counts.sum()) == 3
     assert logged["selection/top20_score_share"] == pytest.approx(float(top_score_share(scores, 0.2)), abs=1e-5)
 
 
@@ -493,7 +495,7 @@ def test_mc_dropout_forward_keeps_samples_and_points_apart() -> None:
     module, _ = make_module(model, classes, "bald", 0.2, mc_samples=samples)
     x = (torch.arange(n * classes).float() + 1).view(n, classes)  # every entry distinct and nonzero
     torch.manual_seed(0)
-    mc = module._mc_dropout_forward(x)
+    mc = module.method.mc_dropout_forward(module.model, x)
     assert mc.shape == (samples, n, classes)
     kept = mc != 0
     assert torch.equal(mc[kept], (2 * x).expand(samples, n, classes)[kept])

@@ -12,7 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from rholoss.data import SyntheticDataModule
-from rholoss.modules import OnlineBatchSelection, max_entropy_coreset
+from rholoss.methods import max_entropy_coreset
+from rholoss.modules import OnlineBatchSelection
 from rholoss.pipelines import train
 from tests.conftest import synthetic_config
 
@@ -46,59 +47,59 @@ def stale_module(selection: str = "entropy", stale_every: int | None = 3, step: 
 
 def test_refresh_fills_the_cache_with_the_current_logits_of_every_pool_point() -> None:
     module, x, _ = stale_module()
-    module.refresh_score_cache()
+    module.method.refresh_scores(module)
     with torch.no_grad():
-        assert torch.allclose(module.cached_outputs, module.model(x))
+        assert torch.allclose(module.method.stale.cache, module.model(x))
 
 
 def test_scores_come_from_the_cache_not_from_a_forward_pass() -> None:
     module, x, y = stale_module()
-    module.refresh_score_cache()
-    cached = module.cached_outputs.clone()
+    module.method.refresh_scores(module)
+    cached = module.method.stale.cache.clone()
     with torch.no_grad():
         module.model.weight.mul_(-3.0)  # the model moves on; the cache does not
     index = torch.tensor([7, 2, 5, 0])
-    scored = module.score_batch(index, x[index], y[index])
+    scored = module.method.score(module, index, x[index], y[index])
     assert torch.equal(scored.logits, cached[index])
     assert not torch.allclose(scored.logits, module.model(x[index]))
 
 
 def test_refresh_runs_on_schedule_and_trained_points_refresh_their_own_scores() -> None:
     module, x, y = stale_module(step=1)  # not a multiple of stale_every=3: no pool pass
-    module.cached_outputs.fill_(0.0)
+    module.method.stale.cache.fill_(0.0)
     index = torch.tensor([4, 1, 8, 3])
     with torch.no_grad():
         fresh = module.model(x[index])
     module.training_step((index, x[index], y[index]), 0)
-    trained = module.cached_outputs[index].abs().sum(-1) > 0
+    trained = module.method.stale.cache[index].abs().sum(-1) > 0
     assert int(trained.sum()) == 2  # percent_train 0.5 of 4: exactly the two trained points
-    assert torch.allclose(module.cached_outputs[index][trained], fresh[trained])
-    assert int((module.cached_outputs.abs().sum(-1) > 0).sum()) == 2  # nothing else was scored
+    assert torch.allclose(module.method.stale.cache[index][trained], fresh[trained])
+    assert int((module.method.stale.cache.abs().sum(-1) > 0).sum()) == 2  # nothing else was scored
 
     module.trainer.global_step = 3  # a multiple of stale_every: the whole pool is re-scored first
     module.training_step((index, x[index], y[index]), 0)
-    assert bool((module.cached_outputs.abs().sum(-1) > 0).all())
+    assert bool((module.method.stale.cache.abs().sum(-1) > 0).all())
 
 
 def test_loss_methods_cache_one_loss_per_point_not_the_outputs() -> None:
     """loss and loss_stale need no class logits: the cache holds each point's loss (any task, a
     sequence's included), and scores read it without a forward pass."""
     module, x, y = stale_module("loss_stale")
-    assert module.cached_outputs.shape == (POOL,)
-    module.refresh_score_cache()
+    assert module.method.stale.cache.shape == (POOL,)
+    module.method.refresh_scores(module)
     with torch.no_grad():
         losses = torch.nn.functional.cross_entropy(module.model(x), y, reduction="none")
-        assert torch.allclose(module.cached_outputs, losses)
+        assert torch.allclose(module.method.stale.cache, losses)
         module.model.weight.mul_(-3.0)
     index = torch.tensor([7, 2, 5, 0])
-    scored = module.score_batch(index, x[index], y[index])
+    scored = module.method.score(module, index, x[index], y[index])
     assert scored.logits is None and torch.equal(scored.loss, losses[index])
 
 
 def test_loss_stale_defaults_to_reusing_scores_and_loss_does_not() -> None:
-    assert stale_module("loss_stale", stale_every=None)[0].stale_every == 200
-    assert stale_module("loss", stale_every=None)[0].stale_every is None
-    assert stale_module("entropy", stale_every=7)[0].stale_every == 7
+    assert stale_module("loss_stale", stale_every=None)[0].method.stale_every == 200
+    assert stale_module("loss", stale_every=None)[0].method.stale_every is None
+    assert stale_module("entropy", stale_every=7)[0].method.stale_every == 7
 
 
 @pytest.mark.parametrize(

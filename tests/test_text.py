@@ -279,7 +279,7 @@ def test_mc_dropout_repeats_dict_inputs(glue: dict) -> None:
     dm = datamodule(glue)
     module = OnlineBatchSelection(tiny_model(dm), 2, selection="bald", mc_samples=3)
     _, x, y = next(iter(dm.train_dataloader()))
-    mc_logits = module._mc_dropout_forward(x)
+    mc_logits = module.method.mc_dropout_forward(module.model, x)
     assert mc_logits.shape == (3, len(y), 2)
     assert not torch.allclose(mc_logits[0], mc_logits[1])  # dropout differs between samples
 

@@ -65,19 +65,16 @@ def test_top_token_mask_takes_the_top_share_across_the_batch() -> None:
 def test_a_token_level_step_trains_on_the_chosen_tokens() -> None:
     torch.manual_seed(0)
     module = OnlineBatchSelection(
-        TinyLM(),
-        LanguageModeling(VOCAB),
-        selection="token_reducible_loss",
-        percent_train=1.0,
-        options={"token_fraction": 0.25},
+        TinyLM(), LanguageModeling(VOCAB), selection="token_reducible_loss", percent_train=1.0, token_fraction=0.25
     )
     pool = 10
     il = torch.rand(pool, T).half()
     noise = torch.zeros(pool, T, dtype=torch.bool)
     noise[:, 0] = True  # one noise token per window
-    module.set_irreducible_losses(il)
-    assert torch.allclose(module.irreducible_losses, il.float().mean(1))  # a sequence's IL: its tokens' mean
-    module.prepare_pool(pool, token_noise=noise)
+    module.prepare_pool(pool, irreducible=il, noise=noise)
+    assert torch.allclose(
+        module.method.irreducible.point_table, il.float().mean(1)
+    )  # a sequence's IL: its tokens' mean
     index, x, y = torch.tensor([1, 3, 5, 7]), torch.randint(0, VOCAB, (B, T)), torch.randint(0, VOCAB, (B, T))
     module.log_interval_means = lambda *args, **kwargs: None  # no trainer attached
     loss = module.training_step((index, x, y), 0)
@@ -86,10 +83,10 @@ def test_a_token_level_step_trains_on_the_chosen_tokens() -> None:
     expected_mask = top_token_mask(tokens - il[index].float(), 0.25)
     assert float(loss.detach()) == pytest.approx(float(tokens[expected_mask].mean()), rel=1e-5)
     loss.backward()  # only the chosen tokens carry gradient: the step is one ordinary backward pass
-    assert int(module.num_tokens_trained) == int(expected_mask.sum()) == 6
-    assert int(module.num_noise_tokens_trained) == int(expected_mask[:, 0].sum())
-    assert module.noisy_selected_fraction == pytest.approx(int(expected_mask[:, 0].sum()) / 6)
-    assert module.selection_counts[index].tolist() == [1, 1, 1, 1]
+    assert int(module.diagnostics.num_tokens_trained) == int(expected_mask.sum()) == 6
+    assert int(module.diagnostics.num_noise_tokens_trained) == int(expected_mask[:, 0].sum())
+    assert module.diagnostics.noisy_selected_fraction == pytest.approx(int(expected_mask[:, 0].sum()) / 6)
+    assert module.diagnostics.selection_counts[index].tolist() == [1, 1, 1, 1]
 
 
 def test_sequence_level_selection_counts_every_token_of_a_selected_window() -> None:
@@ -98,16 +95,15 @@ def test_sequence_level_selection_counts_every_token_of_a_selected_window() -> N
     pool = 8
     noise = torch.zeros(pool, T, dtype=torch.bool)
     noise[2] = True  # window 2 is all noise
-    module.set_irreducible_losses(torch.rand(pool, T))
-    assert module.irreducible_token_losses.numel() == 0  # a sequence-level method keeps the means only
-    module.prepare_pool(pool, token_noise=noise)
+    module.prepare_pool(pool, irreducible=torch.rand(pool, T), noise=noise)
+    assert not module.method.irreducible.per_token  # a sequence-level method keeps the means only
     module.log_interval_means = lambda *args, **kwargs: None
     index, x, y = torch.tensor([0, 2, 4, 6]), torch.randint(0, VOCAB, (B, T)), torch.randint(0, VOCAB, (B, T))
     module.training_step((index, x, y), 0)
-    assert int(module.num_tokens_trained) == 2 * T
-    chosen = module.selection_counts.nonzero().flatten().tolist()
-    assert int(module.num_noise_tokens_trained) == (T if 2 in chosen else 0)
-    assert module.tokens_trained == 2 * T
+    assert int(module.diagnostics.num_tokens_trained) == 2 * T
+    chosen = module.diagnostics.selection_counts.nonzero().flatten().tolist()
+    assert int(module.diagnostics.num_noise_tokens_trained) == (T if 2 in chosen else 0)
+    assert module.diagnostics.tokens_trained == 2 * T
 
 
 def test_a_causal_lm_loads_from_a_save_pretrained_folder_and_trains_a_token_level_step(tmp_path) -> None:
@@ -120,10 +116,10 @@ def test_a_causal_lm_loads_from_a_save_pretrained_folder_and_trains_a_token_leve
     AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "lm")
     model = CausalLM((T,), VOCAB, vocab_size=VOCAB, pretrained=str(tmp_path / "lm"))
     module = OnlineBatchSelection(model, LanguageModeling(VOCAB), selection="token_loss", percent_train=1.0)
-    module.prepare_pool(4)
+    module.prepare_pool(4, seq_len=T)
     module.log_interval_means = lambda *args, **kwargs: None
     loss = module.training_step((torch.arange(4), torch.randint(0, VOCAB, (4, T)), torch.randint(0, VOCAB, (4, T))), 0)
     loss.backward()
-    assert int(module.num_tokens_trained) == round(0.5 * 4 * T)
+    assert int(module.diagnostics.num_tokens_trained) == round(0.5 * 4 * T)
     with pytest.raises(ValueError, match=r"exceeds|positions"):
         CausalLM((T + 10,), VOCAB, vocab_size=VOCAB, pretrained=str(tmp_path / "lm"))

@@ -319,7 +319,7 @@ def test_token_noise_replaces_exactly_its_share_of_the_pool_and_val_test_stay_cl
     assert targets.shape == (len(index), SEQ_LEN)
     assert torch.equal(targets, torch.from_numpy(mask[1 : len(index) * SEQ_LEN + 1].reshape(-1, SEQ_LEN)))
     assert torch.allclose(noisy.noise_share, targets.float().mean(1))
-    assert torch.equal(noisy.corrupted, noisy.noise_share > 0.5) and noisy.has_label_noise and not clean.has_label_noise
+    assert torch.equal(noisy.corrupted, noisy.noise_share > 0.5) and noisy.has_noise and not clean.has_noise
     assert noisy.fingerprint["digest"] != clean.fingerprint["digest"]
     again = make(corpus, tmp_path / "again", token_noise=0.25, noise_span=4)
     assert np.array_equal(again.files["pool"].tokens, noisy.files["pool"].tokens)  # seeded

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.dropout import _DropoutNd
 
-from rholoss.selection.registry import Selection, SelectionInput, SelectionMethod, check_applies, get_selection
+from rholoss.selection.registry import Selection, SelectionInput, SelectionRule, check_applies, get_selection
 from rholoss.tasks import Classification, Task
 
 Precision = Literal["32", "bf16", "16"]
@@ -81,7 +81,7 @@ def score_batch(
     model: nn.Module,
     x: Any,
     y: Tensor,
-    method: SelectionMethod,
+    method: SelectionRule,
     task: Task,
     irreducible_loss: Tensor | None = None,
     *,
@@ -115,7 +115,7 @@ def select_batch(
     x: Any,
     y: Tensor,
     n_b: int,
-    method: str | SelectionMethod = "reducible_loss",
+    method: str | SelectionRule = "reducible_loss",
     irreducible_loss: Tensor | None = None,
     task: Task | None = None,
     *,
