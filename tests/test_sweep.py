@@ -122,7 +122,7 @@ def test_a_single_run_raises() -> None:
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):  # no multirun: nothing to protect, fail loudly
-        run_job(broken, OmegaConf.create({"task_name": "train"}))
+        run_job(broken, OmegaConf.create({"stage": "target"}))
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs" / "sweep").glob("*.yaml")))

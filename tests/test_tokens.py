@@ -385,7 +385,7 @@ def test_token_store_round_trip_gather_and_sequence_losses(tmp_path: Path) -> No
     losses = torch.rand(12, 8) * 5
     with TokenLossWriter(tmp_path / "il.tokens", 100, 8, fingerprint(), {"il_model": "x"}) as writer:
         for rows in torch.arange(12).split(5):
-            writer.write_windows(rows.flip(0), losses[rows.flip(0)])
+            writer.write(rows.flip(0), losses[rows.flip(0)])
     store = TokenLossStore.open(tmp_path / "il.tokens")
     store.check_matches(fingerprint())
     assert memory_mapped(store.losses) and store.losses.dtype == np.float16 and store.metadata == {"il_model": "x"}
@@ -400,7 +400,7 @@ def test_token_store_round_trip_gather_and_sequence_losses(tmp_path: Path) -> No
 
 def test_token_store_refuses_other_data_naming_what_differs(tmp_path: Path) -> None:
     with TokenLossWriter(tmp_path / "il.tokens", 100, 8, fingerprint()) as writer:
-        writer.write_windows(torch.arange(12), torch.ones(12, 8))
+        writer.write(torch.arange(12), torch.ones(12, 8))
     store = TokenLossStore.open(tmp_path / "il.tokens")
     with pytest.raises(StoreError, match=r"(?s)made for other data.*seq_len: store has 8, this run has 16"):
         store.check_matches(fingerprint(seq_len=16))
@@ -416,10 +416,10 @@ def test_an_incomplete_or_damaged_token_store_is_never_opened(tmp_path: Path) ->
         pytest.raises(StoreError, match="2 of 12 pool windows have no IL"),
         TokenLossWriter(path, 100, 8, fingerprint()) as writer,
     ):
-        writer.write_windows(torch.arange(10), torch.ones(10, 8))
+        writer.write(torch.arange(10), torch.ones(10, 8))
     assert not path.exists() and not list(tmp_path.glob(".il.tokens.*"))  # the temporary file is gone too
     with TokenLossWriter(path, 100, 8, fingerprint()) as writer:
-        writer.write_windows(torch.arange(12), torch.full((12, 8), float("nan")))
+        writer.write(torch.arange(12), torch.full((12, 8), float("nan")))
     with pytest.raises(StoreError, match="96 of 96 per-token irreducible losses are NaN"):
         TokenLossStore.open(path)
     with open(path, "r+b") as file:
@@ -439,7 +439,7 @@ def test_a_10m_token_store_opens_memory_mapped_without_reading_it_into_ram(tmp_p
     ) as writer:
         for start in range(0, windows, 8192):
             rows = torch.arange(start, min(start + 8192, windows))
-            writer.write_windows(rows, rows[:, None].float().expand(-1, seq_len) % 1000)
+            writer.write(rows, rows[:, None].float().expand(-1, seq_len) % 1000)
     assert (tmp_path / "big.tokens").stat().st_size >= 2 * tokens
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     store = TokenLossStore.open(tmp_path / "big.tokens", verify=False)
@@ -523,7 +523,7 @@ def test_an_il_model_s_token_losses_written_by_window_line_up_with_the_pool_toke
     with torch.no_grad(), TokenLossWriter(path, len(pool), SEQ_LEN, dm.fingerprint) as writer:
         for index, x, y in dm.pool_dataloader():
             losses = torch.nn.functional.cross_entropy(model(x).transpose(1, 2), y, reduction="none")
-            writer.write_windows(index, losses)
+            writer.write(index, losses)
             batches.append((index, x, losses))
     store = TokenLossStore.open(path)
     store.check_matches(dm.fingerprint)

@@ -45,12 +45,12 @@ def run_job(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
 
 
 def record_failure(output_dir: Path, cfg: DictConfig, error: BaseException) -> Path:
-    """Write the failed job's ``results.json``: what it was (task, selection, seed, overrides) and
+    """Write the failed job's ``results.json``: what it was (stage, selection, seed, overrides) and
     the error with its traceback."""
     selection = cfg.get("selection")
     record = {
         "status": FAILED,
-        "task": cfg.get("task_name"),
+        "stage": cfg.get("stage"),
         "selection": selection.get("name") if selection is not None else None,
         "seed": cfg.get("seed"),
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],

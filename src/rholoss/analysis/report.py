@@ -26,7 +26,7 @@ def analyze(
     if not runs:
         raise FileNotFoundError(
             f"No target run's results.json under {folder}: point to a run.py run or sweep folder "
-            "(outputs/train/multirun/<date> by default)."
+            "(outputs/target/multirun/<date> by default)."
         )
     summary = summarize(runs, targets)
     summary["folder"] = str(folder)

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rholoss.irreducible.store import IrreducibleLossStore, StoreError
-from rholoss.irreducible.token_store import TokenLossStore
+from rholoss.irreducible.store import IrreducibleLossStore, PointLossWriter, StoreError
+from rholoss.irreducible.token_store import TokenLossStore, TokenLossWriter
 
 
 class IrreducibleLosses(nn.Module):
@@ -90,6 +90,17 @@ def irreducible_losses(losses: Tensor, per_token: bool = True) -> IrreducibleLos
     if losses.ndim == 1:
         return IrreducibleLosses(losses)
     raise ValueError(f"Irreducible losses must be [N] or [N, T], got shape {tuple(losses.shape)}.")
+
+
+def store_writer(
+    path: Path, fingerprint: dict[str, Any], metadata: dict[str, Any], *, token_store: bool
+) -> PointLossWriter | TokenLossWriter:
+    """The writer of a store for this pool: per token (``token_store``, streamed window by window, so
+    RAM stays bounded for any corpus) or per point. Both take ``write(index, losses)`` batches inside a
+    ``with`` block and put the store in place only once every point has its IL."""
+    if token_store:
+        return TokenLossWriter(path, fingerprint["pool_tokens"], fingerprint["seq_len"], fingerprint, metadata)
+    return PointLossWriter(path, fingerprint, metadata)
 
 
 def open_irreducible(

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
@@ -23,7 +22,7 @@ from rholoss.callbacks import ValCurve
 from rholoss.config_check import check_config
 from rholoss.data import SplitDataModule
 from rholoss.data.splits import pool_halves, seeded_fraction
-from rholoss.irreducible import IrreducibleLossStore, TokenLossWriter, store_path
+from rholoss.irreducible import store_path, store_writer
 from rholoss.modules import SupervisedModule
 from rholoss.pipelines.parts import (
     close_loggers,
@@ -209,39 +208,20 @@ def _write_store(
     write: bool,
 ) -> float:
     """Score the pool with the IL models (each on its positions; None: the whole pool) and write the
-    store when ``write``: per point, or streamed window by window per token, so RAM stays bounded
-    for any corpus. Returns the mean IL over the pool's points."""
-    if task.token_level:
-        fingerprint = datamodule.fingerprint
-        writer = (
-            TokenLossWriter(path, fingerprint["pool_tokens"], fingerprint["seq_len"], fingerprint, metadata)
-            if write
-            else None
-        )
-        sums: list[Tensor] = []
+    store when ``write`` (per point, or per token for sequences). Returns the mean IL over the pool's
+    points (a sequence's: the mean over its tokens)."""
+    writer = store_writer(path, datamodule.fingerprint, metadata, token_store=task.token_level) if write else None
+    sums: list[Tensor] = []
 
-        def write_windows(index: Tensor, token_losses: Tensor) -> None:
-            if writer is not None:
-                writer.write_windows(index, token_losses)
-            sums.append(token_losses.float().mean(1).sum())
+    def sink(index: Tensor, losses: Tensor) -> None:
+        if writer is not None:
+            writer.write(index, losses)
+        sums.append(losses.float().reshape(len(index), -1).mean(1).sum())
 
-        with writer or nullcontext():
-            for model, positions in scorers:
-                _predict_pool(model, datamodule, positions, write_windows)
-        return float(sum(sums)) / len(datamodule.split("pool"))
-    losses = torch.full((len(datamodule.split("pool")),), float("nan"))
-
-    def fill(index: Tensor, loss: Tensor) -> None:
-        losses[index.cpu()] = loss.float().cpu()
-
-    for model, positions in scorers:
-        _predict_pool(model, datamodule, positions, fill)
-    missing = int(torch.isnan(losses).sum())
-    if missing:
-        raise RuntimeError(f"{missing} pool points got no irreducible loss.")
-    if write:
-        IrreducibleLossStore(losses, datamodule.fingerprint, metadata).save(path)
-    return float(losses.mean())
+    with writer or nullcontext():
+        for model, positions in scorers:
+            _predict_pool(model, datamodule, positions, sink)
+    return float(sum(sums)) / len(datamodule.split("pool"))
 
 
 class _PoolScores(BasePredictionWriter):

@@ -1,4 +1,4 @@
-"""Tokenized text behind the index contract: ``x`` is a dict of tensors (``input_ids``,
+"""Hugging Face tokenizers and tokenized text behind the index contract: ``x`` is a dict of tensors (``input_ids``,
 ``attention_mask``) that the core passes through untouched.
 
 Sentences are tokenized once, when the data is set up, and kept as one flat tensor of token ids with
