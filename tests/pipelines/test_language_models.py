@@ -15,8 +15,8 @@ from rholoss.pipelines import train, train_irreducible
 from rholoss.selection import get_selection, list_selections
 from rholoss.tasks import LanguageModeling
 from tests.conftest import config_in
+from tests.data.test_tokens import write_corpus
 from tests.resuming import KILL_AT, kill_at, weights
-from tests.test_tokens import write_corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SEQ_LEN, N_B, STEPS = 16, 40, 24

@@ -12,8 +12,8 @@ from rholoss.models import MLP, SmallCNN, resnet18, torchvision_resnet50
 from rholoss.pipelines import build_model
 from tests.conftest import CONFIG_DIR, compose_config
 
-# Text models are built from a text datamodule's tokenizer: tests/test_text.py (classifiers) and
-# tests/test_tokens.py (language models) cover them.
+# Text models are built from a text datamodule's tokenizer: tests/data/test_text.py (classifiers) and
+# tests/data/test_tokens.py (language models) cover them.
 TEXT_MODELS = {"albert_base", "tiny_transformer", "tiny_gpt2"}
 MODELS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml") if p.stem not in TEXT_MODELS)
 # The input each model is tested at. The CIFAR families are for 32x32 and torchvision_resnet50 for

@@ -21,7 +21,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from rholoss.data.in_memory import EpochPermutation
 from rholoss.irreducible import IrreducibleLossStore
 from tests.conftest import CONFIG_DIR, compose_config
-from tests.test_cli import QUIET, run
+from tests.pipelines.test_cli import QUIET, run
 
 DDP = ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu"]
 

@@ -18,7 +18,7 @@ from rholoss.methods import PointSelection, build_method
 from rholoss.pipelines import train, train_irreducible
 from rholoss.tasks import Regression
 from tests.conftest import ROOT, synthetic_config
-from tests.test_language_models import lm_overrides
+from tests.pipelines.test_language_models import lm_overrides
 
 QUIET = ["trainer.enable_progress_bar=false", "callbacks=none"]
 

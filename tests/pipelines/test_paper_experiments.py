@@ -201,8 +201,8 @@ def paper_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_image_pairs_are_all_run() -> None:
-    # All but the text pairs (cola, sst2: tests/test_text.py runs cola) and the code language model
-    # (tests/test_language_models.py runs it).
+    # All but the text pairs (cola, sst2: tests/data/test_text.py runs cola) and the code language model
+    # (tests/pipelines/test_language_models.py runs it).
     assert len(IMAGE_PAIRS) == len(PAIRS) - 3
 
 
