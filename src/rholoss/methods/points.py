@@ -16,6 +16,7 @@ from rholoss.methods.base import Method, Run, StepOutcome, TrainingContext
 from rholoss.methods.stale import StaleScores, check_stale_every
 from rholoss.selection.registry import SelectionInput, SelectionRule, check_percent_train, selection_size
 from rholoss.selection.step import (
+    MC_SAMPLES,
     ModelMode,
     check_precision,
     map_inputs,
@@ -49,7 +50,7 @@ class PointSelection(Method):
         percent_train: float = 0.1,
         precision: str = "32",
         model_mode: ModelMode = "train",
-        mc_samples: int = 10,
+        mc_samples: int = MC_SAMPLES,
         stale_every: int | None = None,
         draw_only_selected: bool = False,
         options: Mapping[str, Any] | None = None,

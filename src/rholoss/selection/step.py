@@ -23,6 +23,8 @@ from rholoss.tasks import Classification, Task
 Precision = Literal["32", "bf16", "16"]
 ModelMode = Literal["train", "eval"]
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
+# Forward passes with dropout active per large batch, for rules that need MC samples (bald).
+MC_SAMPLES = 10
 
 
 def map_inputs(x: Any, fn: Callable[[Tensor], Tensor]) -> Any:
@@ -87,7 +89,7 @@ def score_batch(
     *,
     precision: str = "32",
     model_mode: ModelMode = "train",
-    mc_samples: int = 10,
+    mc_samples: int = MC_SAMPLES,
     outputs: Tensor | None = None,
     point_loss: Tensor | None = None,
 ) -> SelectionInput:
@@ -121,7 +123,7 @@ def select_batch(
     *,
     precision: str = "32",
     model_mode: ModelMode = "train",
-    mc_samples: int = 10,
+    mc_samples: int = MC_SAMPLES,
     **options: Any,
 ) -> tuple[Selection, SelectionInput]:
     """Score the large batch ``(x, y)`` and choose ``n_b`` of its points: the selection step of
