@@ -1,5 +1,5 @@
 """What both stages are built from: the run folder, the task, data, model and trainer a config names,
-resuming, the results file, and the run_irreducible.py command a target run's data needs."""
+resuming, the results file, and the stage-one command a target run's data needs."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pytorch_lightning.strategies import DDPStrategy
 import rholoss
 from rholoss.atomic import atomic_write_json, atomic_write_text
 from rholoss.callbacks import CheckpointError, StepCheckpoint, requeued_run, resolve_resume
+from rholoss.cli import stage_command
 from rholoss.config_dict import config_dict
 from rholoss.data import SplitDataModule
 from rholoss.models.factory import build_model_for
@@ -49,16 +50,17 @@ _RESUME_MUST_MATCH = ("seed", "task", "datamodule", "model", "selection", "optim
 
 
 def irreducible_command() -> str:
-    """The run_irreducible.py command that makes the IL store this run's data needs."""
+    """The stage-one command (``rholoss-irreducible`` or ``python run_irreducible.py``, as this run
+    was started) that makes the IL store this run's data needs."""
     try:
         overrides = list(HydraConfig.get().overrides.task)
     except ValueError:  # composed without @hydra.main (tests, notebooks)
         overrides = []
-    return " ".join(["python run_irreducible.py", *map(shlex.quote, irreducible_overrides(overrides))])
+    return " ".join([stage_command("irreducible"), *map(shlex.quote, irreducible_overrides(overrides))])
 
 
 def irreducible_overrides(overrides: list[str]) -> list[str]:
-    """The overrides of a target run that decide its pool, as run_irreducible.py takes them. A paper
+    """The overrides of a target run that decide its pool, as stage one takes them. A paper
     experiment split into ``<name>_main`` (target) and ``<name>_irred`` (IL model, its own settings)
     maps to the ``_irred`` one: both describe the same pool."""
     kept = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in _DATA_OVERRIDE_ROOTS]
@@ -141,7 +143,7 @@ def trainer_for(cfg: DictConfig, output_dir: Path, callbacks: list[pl.Callback],
         raise ValueError(
             f"trainer.strategy={cfg.trainer.strategy} broadcasts rank 0's module buffers at every step, which "
             "would overwrite each rank's selection statistics: use trainer=ddp (DDP with broadcast_buffers=false), "
-            "e.g. python run.py trainer=ddp trainer.devices=2."
+            f"e.g. {stage_command('train')} trainer=ddp trainer.devices=2."
         )
     return trainer
 
