@@ -25,6 +25,7 @@ from rholoss.callbacks import CheckpointError, StepCheckpoint, requeued_run, res
 from rholoss.cli import stage_command
 from rholoss.config_dict import config_dict
 from rholoss.data import SplitDataModule
+from rholoss.loggers import prepare_loggers
 from rholoss.models.factory import build_model_for
 from rholoss.tasks import Task
 
@@ -43,6 +44,10 @@ warnings.filterwarnings("ignore", message=".*Couldn't infer the batch indices.*"
 
 # Overrides that change which pool a run sees, and so which IL store it needs.
 _DATA_OVERRIDE_ROOTS = ("experiment", "task", "datamodule", "paths")
+
+
+# Loggers writing into <run folder>/<name>/<version>: one version per model of a run.
+_FOLDER_LOGGERS = ("CSVLogger", "TensorBoardLogger")
 
 
 # Settings a resumed run must share with the run it continues (the step budget may change).
@@ -83,6 +88,7 @@ def code_version() -> dict[str, str | None]:
 
 def start_run(cfg: DictConfig) -> Path:
     _check_accelerator(str(cfg.trainer.get("accelerator", "auto")))
+    prepare_loggers(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), output_dir / "config_resolved.yaml")
@@ -124,9 +130,9 @@ def model_for(cfg: DictConfig, datamodule: SplitDataModule, task: Task) -> torch
 
 def trainer_for(cfg: DictConfig, output_dir: Path, callbacks: list[pl.Callback], part: str | None = None) -> pl.Trainer:
     """``part`` names one of several models trained in one run (the two IL models of ``two_halves``):
-    its CSV log and step checkpoints get their own subfolder instead of overwriting the other's."""
+    its CSV or TensorBoard log and step checkpoints get their own subfolder instead of overwriting the other's."""
     loggers = [
-        instantiate(c, **({"version": part} if part and c.get("_target_", "").endswith("CSVLogger") else {}))
+        instantiate(c, **({"version": part} if part and c.get("_target_", "").endswith(_FOLDER_LOGGERS) else {}))
         for c in (cfg.get("logger") or {}).values()
     ]
     extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
