@@ -17,7 +17,7 @@ import pytest
 
 from rholoss.analysis import load_results, read_logged
 from rholoss.cli import stage_command
-from rholoss.pipelines import train
+from rholoss.pipelines import train, train_irreducible
 from tests.conftest import ROOT, synthetic_config
 
 # Both stages tiny: a few steps, validated and logged every 5.
@@ -176,3 +176,22 @@ def test_a_logger_without_its_package_names_the_extra_before_any_work(
     with pytest.raises(ModuleNotFoundError, match=rf"logger={logger} .*pip install 'rholoss\[{logger}\]'"):
         train(synthetic_config(tmp_path, "train", f"logger={logger}", output="run"))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_two_il_models_keep_their_own_tensorboard_logs(tmp_path: Path) -> None:
+    """``irreducible.strategy=two_halves`` trains two IL models in one run: each gets its own
+    TensorBoard folder, as each gets its own CSV log."""
+    cfg = synthetic_config(
+        tmp_path, "train_irreducible", "irreducible.strategy=two_halves", "logger=tensorboard", *TINY[3:]
+    )
+    train_irreducible(cfg)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder = Path(cfg.paths.output_dir) / "tensorboard"
+    assert not list(folder.glob("events.out.tfevents.*"))
+    for half in ("half_a", "half_b"):
+        events = EventAccumulator(str(folder / half))
+        events.Reload()
+        # Each model's own two validations and its best checkpoint's, neither mixed with the other's.
+        assert [event.step for event in events.Scalars("val/acc")] == [4, 9, 10], half
