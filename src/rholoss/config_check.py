@@ -30,9 +30,9 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from rholoss.config_dict import config_dict
+from rholoss.configs import CONFIG_DIR
 from rholoss.methods import selection_keys
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # Keys Hydra's instantiate reads itself.
 _INSTANTIATE_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 # Bases whose __init__ takes **kwargs but reads none: a subclass's **kwargs passed to them is unread.

@@ -18,7 +18,7 @@ from rholoss.analysis import analyze, load_results
 from rholoss.pipelines import train_irreducible
 from rholoss.selection import get_selection
 from rholoss.sweep import run_job
-from tests.conftest import QUIET, ROOT, compose_config
+from tests.conftest import CONFIG_DIR, QUIET, ROOT, compose_config
 
 SYNTHETIC = ["experiment=synthetic_noisy_mlp", *QUIET]
 
@@ -28,7 +28,7 @@ def multirun(root: Path, sweep_dir: Path, *overrides: str) -> None:
     argv = ["run.py", "-m", *SYNTHETIC, f"paths.root_dir={root}", f"hydra.sweep.dir={sweep_dir}", *overrides]
     saved, sys.argv = sys.argv, argv
     try:
-        # As __main__, the way Hydra finds configs/ beside the script when it is run as a file.
+        # As __main__, as `python run.py` runs it.
         runpy.run_path(str(ROOT / "run.py"), run_name="__main__")
     finally:
         sys.argv = saved
@@ -125,14 +125,14 @@ def test_a_single_run_raises() -> None:
         run_job(broken, OmegaConf.create({"stage": "target"}))
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs" / "sweep").glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONFIG_DIR / "sweep").glob("*.yaml")))
 def test_sweep_configs_name_real_choices(name: str) -> None:
     cfg = compose_config("train", [f"sweep={name}"], return_hydra_config=True)
     params = cfg.hydra.sweeper.params
     assert "selection" in params and len(params) >= 2
     for selection in params.selection.split(","):
         get_selection(selection)  # raises on a name that is not registered
-        assert (ROOT / "configs" / "selection" / f"{selection}.yaml").is_file()
+        assert (CONFIG_DIR / "selection" / f"{selection}.yaml").is_file()
     # The swept keys exist: one job's overrides compose.
     compose_config("train", [f"{key}={str(values).split(',')[-1]}" for key, values in params.items()])
 

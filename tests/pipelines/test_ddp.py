@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
 from pytorch_lightning.plugins.environments import SLURMEnvironment
@@ -20,7 +19,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from rholoss.data.in_memory import EpochPermutation
 from rholoss.irreducible import IrreducibleLossStore
-from tests.conftest import CONFIG_DIR, compose_config
+from tests.conftest import compose_config
 from tests.pipelines.test_cli import QUIET, run
 
 DDP = ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu"]
@@ -91,8 +90,7 @@ def test_the_slurm_example_starts_one_task_per_device_on_every_node() -> None:
         "trainer.devices=4",
         "trainer.num_nodes=2",
     ]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg = compose_config("train", overrides, return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
