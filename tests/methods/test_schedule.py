@@ -44,7 +44,7 @@ def test_bad_schedules_are_refused(settings: dict, message: str) -> None:
 
 
 def test_an_annealing_schedule_needs_a_budget() -> None:
-    with pytest.raises(ValueError, match="set trainer.max_steps"):
+    with pytest.raises(ValueError, match=r"set trainer\.max_steps"):
         SelectionSchedule("cosine").share(3, None)
 
 
