@@ -5,6 +5,7 @@ from rholoss.data.clothing1m import Clothing1MDataModule
 from rholoss.data.datamodule import PoolDataModule, Sources, SplitDataModule
 from rholoss.data.fashion_mnist import FashionMNISTDataModule
 from rholoss.data.glue import GLUEDataModule
+from rholoss.data.hf import HuggingFaceDataModule
 from rholoss.data.image_folder import CINIC10DataModule, ImageFolderDataModule
 from rholoss.data.indexed import IndexedDataset
 from rholoss.data.mnist import MNISTDataModule, QMNISTDataModule
@@ -19,6 +20,7 @@ __all__ = [
     "Clothing1MDataModule",
     "FashionMNISTDataModule",
     "GLUEDataModule",
+    "HuggingFaceDataModule",
     "ImageFolderDataModule",
     "IndexedDataset",
     "MNISTDataModule",
