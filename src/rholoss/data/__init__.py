@@ -12,6 +12,7 @@ from rholoss.data.mnist import MNISTDataModule, QMNISTDataModule
 from rholoss.data.synthetic import SyntheticDataModule, SyntheticRegressionDataModule
 from rholoss.data.tensor_file import TensorFileDataModule
 from rholoss.data.tokens import TokenCorpusDataModule
+from rholoss.data.tokens.hf_corpus import HFCorpusDataModule
 
 __all__ = [
     "CIFAR10DataModule",
@@ -20,6 +21,7 @@ __all__ = [
     "Clothing1MDataModule",
     "FashionMNISTDataModule",
     "GLUEDataModule",
+    "HFCorpusDataModule",
     "HuggingFaceDataModule",
     "ImageFolderDataModule",
     "IndexedDataset",
