@@ -33,14 +33,14 @@ def make(root: Path, **settings) -> ImageFolderDataModule:
 
 
 def test_lazy_decoding_serves_the_in_memory_inputs(folder: Path) -> None:
-    stats = {"mean": [0.1, 0.2, 0.3], "std": [0.3, 0.2, 0.1]}
-    memory = make(folder, decode="memory", **stats)
-    lazy = make(folder, decode="lazy", on_device=False, num_workers=2, eval_batch_size=100, **stats)
+    # Statistics from all 400 training images either way (the lazy sample holds up to 1,024).
+    memory = make(folder, decode="memory")
+    lazy = make(folder, decode="lazy", on_device=False, num_workers=2, eval_batch_size=100)
     assert lazy.describe() == memory.describe() and lazy.input_shape == memory.input_shape == (3, 32, 32)
     assert lazy.fingerprint == memory.fingerprint  # the same pool: an IL store of one serves the other
     x, y = memory.split_tensors("pool", torch.device("cpu"))
     for index, inputs, labels in lazy.pool_dataloader():
-        assert torch.allclose(inputs, x[index], atol=1e-5) and torch.equal(labels, y[index])
+        assert torch.allclose(inputs, x[index], atol=1e-4) and torch.equal(labels, y[index])
 
 
 def test_images_of_mixed_sizes_are_resized_and_statistics_estimated(tmp_path: Path) -> None:

@@ -86,10 +86,21 @@ class ImageTransform:
 def image_statistics(
     images: Iterable[Any], mode: str, size: tuple[int, int] | None
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and standard deviation of ``images`` (undecoded) after resizing, in [0, 1]."""
-    plain = ImageTransform(mode, (0.0,) * MODE_CHANNELS[mode], (1.0,) * MODE_CHANNELS[mode], size)
-    pixels = torch.cat([plain(image).flatten(1) for image in images], dim=1).double()
-    return tuple(pixels.mean(dim=1).tolist()), tuple(pixels.std(dim=1).clamp_min(1e-6).tolist())
+    """Per-channel mean and standard deviation of ``images`` (undecoded) after resizing, in [0, 1]:
+    running sums, so memory holds one image whatever the sample's size."""
+    channels = MODE_CHANNELS[mode]
+    plain = ImageTransform(mode, (0.0,) * channels, (1.0,) * channels, size)
+    total, squares, count = torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64), 0
+    for image in images:
+        pixels = plain(image).flatten(1).double()
+        total += pixels.sum(dim=1)
+        squares += pixels.square().sum(dim=1)
+        count += pixels.shape[1]
+    if count < 2:
+        raise ValueError("Image statistics need at least two pixels: give datamodule.mean and datamodule.std.")
+    mean = total / count
+    variance = (squares - count * mean.square()) / (count - 1)
+    return tuple(mean.tolist()), tuple(variance.clamp_min(1e-12).sqrt().tolist())
 
 
 def sample_positions(count: int, sample: int, seed: int) -> list[int]:
