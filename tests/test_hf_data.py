@@ -268,6 +268,38 @@ def test_text_is_tokenized_once_in_several_processes_and_cached(
     assert torch.equal(next(iter(again.pool_dataloader()))[1]["input_ids"], x["input_ids"])
 
 
+@pytest.mark.slow
+def test_a_text_column_trains_a_classifier_through_both_stages(tmp_path: Path) -> None:
+    sentences, labels = glue_like_sentences(400)
+    rows = {"sentence": sentences, "label": labels.tolist(), "id": [f"s{i}" for i in range(400)]}
+    datasets.Dataset.from_dict(rows).to_parquet(str(tmp_path / "sentences.parquet"))
+    tokenizer = build_wordpiece_tokenizer(sentences, tmp_path / "tokenizer")
+    data = [
+        "datamodule=hf",
+        f"datamodule.path={tmp_path / 'sentences.parquet'}",
+        "datamodule.input_column=sentence",
+        "datamodule.id_column=id",
+        f"datamodule.tokenizer={tokenizer}",
+        f"datamodule.cache_dir={tmp_path / 'cache'}",
+        "datamodule.max_length=24",
+        "datamodule.val_size=40",
+        "datamodule.num_workers=0",
+        "datamodule.label_noise=0.1",
+        "model=tiny_transformer",
+        "model.config.hidden_size=32",
+        "model.config.num_hidden_layers=1",
+        "model.config.intermediate_size=64",
+        "optimizer.lr=1e-2",
+        "val_every_n_steps=20",
+    ]
+    il = train_irreducible(
+        config_in(tmp_path, "train_irreducible", *data, "batch_size=32", "trainer.max_steps=60", output="il")
+    )
+    assert il["val_acc"] > 0.8  # one word decides the label
+    target = train(config_in(tmp_path, "train", *data, "large_batch_size=80", "trainer.max_steps=6", output="run"))
+    assert target["il_store"] == il["il_store"] and target["steps"] == 6
+
+
 @pytest.mark.parametrize(
     ("settings", "error", "message"),
     [
@@ -303,4 +335,17 @@ def test_unknown_paths_and_files_are_clear_errors(tmp_path: Path) -> None:
             label_column="y",
             val_size=4,
             cache_dir=str(tmp_path / "c"),
+        ).setup()
+
+
+def test_hidden_test_labels_are_a_clear_error(tmp_path: Path) -> None:
+    for split, label in (("train", 1), ("test", -1)):
+        rows = {"x": [float(i) for i in range(40)], "y": [label if split == "test" else i % 2 for i in range(40)]}
+        datasets.Dataset.from_dict(rows).to_parquet(str(tmp_path / f"{split}.parquet"))
+    files = {split: str(tmp_path / f"{split}.parquet") for split in ("train", "test")}
+    with pytest.raises(
+        ValueError, match=r"'test' split \(test\) has label -1, outside the 2 classes.*datamodule\.splits"
+    ):
+        HuggingFaceDataModule(
+            path=files, input_column="x", label_column="y", val_size=4, cache_dir=str(tmp_path / "c")
         ).setup()
