@@ -63,9 +63,11 @@ def test_each_row_is_a_document_of_its_split_token_file(text_rows, tmp_path: Pat
             seen.append(document)
     assert sorted(seen) == sorted(texts)  # every row in exactly one split
     assert not list((tmp_path / "tokens").rglob("*.arrow"))  # the tokenized shards are gone once written
-    one_process = make(root, num_proc=None, cache_dir=str(tmp_path / "one"))
+    one_process = make(root, num_proc=None, cache_dir=str(tmp_path / "one"), id_column=None)
     assert one_process.fingerprint == datamodule.fingerprint
     assert all(np.array_equal(one_process.files[s].tokens, datamodule.files[s].tokens) for s in SPLITS)
+    rows = sorted(int(name) for s in SPLITS for name, _, _ in one_process.files[s].documents)
+    assert rows == list(range(len(texts)))  # without an id column, documents are named by their row
 
 
 def test_the_token_files_are_cached_and_settings_make_new_ones(text_rows, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -230,6 +230,11 @@ def test_numeric_columns_become_one_vector_served_on_the_device(tmp_path: Path) 
     assert datamodule.input_shape == (2,) and datamodule.num_classes == 2  # class names, sorted
     _, x, y = next(iter(datamodule.train_dataloader()))
     assert x.shape == (16, 2) and set(y.tolist()) <= {0, 1}
+    assert datamodule.describe()["test"] == 20  # test_size 0.1 of 200 rows: there is no test split
+    with pytest.raises(ValueError, match=r"test_size=200 takes 200 of the 200 points"):
+        HuggingFaceDataModule(
+            path=str(tmp_path / "table.csv"), input_column="a", label_column="kind", test_size=200
+        ).setup()
 
 
 def test_text_is_tokenized_once_in_several_processes_and_cached(
@@ -314,6 +319,7 @@ def test_a_text_column_trains_a_classifier_through_both_stages(tmp_path: Path) -
         ({"splits": {"dev": "test"}}, ValueError, r"datamodule.splits names \['dev'\]"),
         ({"on_device": True}, ValueError, r"image inputs are read per point .*on_device=false"),
         ({"input_column": ["image", "id"]}, ValueError, r"mixes \['image', 'text'\]"),
+        ({"mean": [0.5] * 3, "std": [0.5] * 3}, ValueError, r"one value per channel: the images are L \(1 channels\)"),
     ],
 )
 def test_bad_settings_are_clear_errors(fashion_hf: dict[str, Path], settings: dict, error: type, message: str) -> None:

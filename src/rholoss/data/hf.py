@@ -199,8 +199,13 @@ class HuggingFaceDataModule(PoolDataModule):
         }
         if "test" not in parts:  # a seeded share of the training split is the test set
             train = parts["train"]
-            count = self.test_size if self.test_size >= 1 else round(self.test_size * len(train.rows))
-            carved = split_indices(len(train.rows), int(count), 0.0, self.split_seed)
+            count = int(self.test_size if self.test_size >= 1 else round(self.test_size * len(train.rows)))
+            if not 0 < count < len(train.rows):
+                raise ValueError(
+                    f"datamodule.test_size={self.test_size} takes {count} of the {len(train.rows)} points of the "
+                    f"{train.split!r} split as the test set (there is no test split): it must leave some and take some."
+                )
+            carved = split_indices(len(train.rows), count, 0.0, self.split_seed)
             parts["train"] = Part(train.data, carved.pool.numpy(), train.split)
             parts["test"] = Part(train.data, carved.val.numpy(), train.split)
         return parts
@@ -303,9 +308,12 @@ class HuggingFaceDataModule(PoolDataModule):
                 data = data.cast_column(column, datasets.Image(decode=False))
             undecoded[role] = DatasetRows(data, part.rows, column, labels[role], text=False)
         train = undecoded["train"]
-        probe = [train[i][0] for i in sample_positions(len(train), PROBE_IMAGES, self.split_seed)]
-        mode = self.image_mode or colour_mode(open_image(probe[0]))
-        sizes = {open_image(image).size for image in probe}
+        modes, sizes = set(), set()
+        for position in sample_positions(len(train), PROBE_IMAGES, self.split_seed):
+            with open_image(train[position][0]) as image:  # the header only: nothing is decoded
+                modes.add(colour_mode(image))
+                sizes.add(image.size)
+        mode = self.image_mode or ("RGB" if "RGB" in modes else "L")
         if self.image_size is None and len(sizes) > 1:
             raise ValueError(
                 f"The training images have several sizes ({', '.join(f'{w}x{h}' for w, h in sorted(sizes)[:4])}, ...): "
@@ -314,6 +322,11 @@ class HuggingFaceDataModule(PoolDataModule):
         size = self.image_size or next((h, w) for w, h in sizes)
         if self.mean is not None and self.std is not None:
             mean, std = tuple(self.mean), tuple(self.std)
+            if not len(mean) == len(std) == MODE_CHANNELS[mode]:
+                raise ValueError(
+                    f"datamodule.mean and datamodule.std need one value per channel: the images are {mode} "
+                    f"({MODE_CHANNELS[mode]} channels), given {list(mean)} and {list(std)}."
+                )
         else:
             sample = sample_positions(len(train), STATISTICS_SAMPLE, self.split_seed)
             mean, std = image_statistics((train[i][0] for i in sample), mode, size)

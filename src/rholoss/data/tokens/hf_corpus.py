@@ -92,9 +92,11 @@ class HFCorpusDataModule(TokenCorpusDataModule):
         sizes = pc.fill_null(pc.binary_length(column), 0).to_numpy(zero_copy_only=False).astype(np.int64)
         rows = split_files(sizes.tolist(), self.fractions, self.split_seed, self.max_bytes)
         holdout = data.select(rows["holdout"])
-        texts = (text.encode() for batch in holdout.iter(batch_size=WRITE_BATCH) for text in batch[self.text_column])
+        texts = (
+            (text or "").encode() for batch in holdout.iter(batch_size=WRITE_BATCH) for text in batch[self.text_column]
+        )
         tokenizer = self._tokenizer(texts, folder)
-        return {name: self._write_rows(folder, name, data.select(rows[name]), tokenizer) for name in SPLITS}
+        return {name: self._write_rows(folder, name, data, rows[name], tokenizer) for name in SPLITS}
 
     def _hf_cache_key(self, data: Any) -> str:
         """A hash of the dataset's state (its Hugging Face fingerprint) and every setting the tokens depend on."""
@@ -111,13 +113,17 @@ class HFCorpusDataModule(TokenCorpusDataModule):
         }
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
-    def _write_rows(self, folder: Path, split: str, rows: Any, tokenizer: CorpusTokenizer) -> TokenFile:
-        """Tokenize ``rows`` in ``num_proc`` shards (cached Arrow files), then write them in order as the
-        split's token file; the shards are removed once it is complete."""
+    def _write_rows(
+        self, folder: Path, split: str, data: Any, positions: list[int], tokenizer: CorpusTokenizer
+    ) -> TokenFile:
+        """Tokenize the rows ``positions`` of ``data`` in ``num_proc`` shards (cached Arrow files), then
+        write them in order as the split's token file, each document named by its id (or row number);
+        the shards are removed once it is complete."""
         from tqdm.auto import tqdm
 
         column, end = self.text_column, [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
-        names = list(rows[self.id_column]) if self.id_column else None
+        rows = data.select(positions)
+        names = [str(name) for name in rows[self.id_column]] if self.id_column else [str(row) for row in positions]
 
         def encode(batch: dict[str, list]) -> dict[str, list]:
             ids = [
@@ -142,7 +148,7 @@ class HFCorpusDataModule(TokenCorpusDataModule):
             number = 0
             for batch in tokenized.iter(batch_size=WRITE_BATCH):
                 for ids in batch["ids"]:
-                    yield (str(names[number]) if names is not None else str(number)), ids
+                    yield names[number], ids
                     number += 1
                 progress.update(len(batch["ids"]))
             progress.close()
