@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from rholoss.data.datamodule import PoolDataModule, Sources
 from rholoss.data.hf_files import open_dataset, require_datasets
+from rholoss.data.hf_text import PadToLongest, load_tokenizer
 from rholoss.data.lazy_images import (
     MODE_CHANNELS,
     STATISTICS_SAMPLE,
@@ -41,7 +42,6 @@ from rholoss.data.lazy_images import (
     sample_positions,
 )
 from rholoss.data.splits import split_indices
-from rholoss.data.text import PadToLongest, load_tokenizer
 
 # The datamodule's roles and the dataset splits that fill them unless datamodule.splits says otherwise.
 ROLES = ("train", "test", "holdout", "val")

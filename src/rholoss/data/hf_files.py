@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rholoss.data.text import NLP_EXTRA_HINT
+from rholoss.data.hf_text import NLP_EXTRA_HINT
 
 # File builders of ``load_dataset`` by suffix.
 FILE_BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv", ".arrow": "arrow"}
