@@ -64,6 +64,7 @@ def measure(folder: Path, decode: str, workers: int) -> dict[str, float]:
         on_device=False,
         num_workers=workers,
         val_size=100,
+        batch_size=16,  # only the pool pass below runs: any size that fits the pool
         eval_batch_size=256,
     )
     datamodule.setup()
@@ -81,7 +82,9 @@ def measure(folder: Path, decode: str, workers: int) -> dict[str, float]:
 
 def run_in_fresh_process(folder: Path, decode: str, workers: int) -> dict[str, float]:
     command = [sys.executable, __file__, "--measure", str(folder), "--decode", decode, "--workers", str(workers)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"measuring decode={decode} with {workers} workers failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
