@@ -132,6 +132,11 @@ class SplitDataModule(pl.LightningDataModule):
         noise says so."""
         return False
 
+    def sample_ids(self, split: str = "pool") -> Any:
+        """Stable ids of the points of ``split`` in index order (an IL store is then keyed by them too,
+        and can be joined with the data in any tool), or None where the data has none."""
+        return None
+
     def pool_noise(self) -> Tensor | None:
         """Where the pool's noise is, for counting what training spent on it: ``[N]`` per point
         (corrupted labels), or ``[N, T]`` per target token for sequences; None for a clean pool."""

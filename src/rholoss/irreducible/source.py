@@ -93,14 +93,20 @@ def irreducible_losses(losses: Tensor, per_token: bool = True) -> IrreducibleLos
 
 
 def store_writer(
-    path: Path, fingerprint: dict[str, Any], metadata: dict[str, Any], *, token_store: bool
+    path: Path,
+    fingerprint: dict[str, Any],
+    metadata: dict[str, Any],
+    *,
+    token_store: bool,
+    ids: list[Any] | None = None,
 ) -> PointLossWriter | TokenLossWriter:
     """The writer of a store for this pool: per token (``token_store``, streamed window by window, so
-    RAM stays bounded for any corpus) or per point. Both take ``write(index, losses)`` batches inside a
+    RAM stays bounded for any corpus) or per point (with the points' sample ids, where the data has
+    them). Both take ``write(index, losses)`` batches inside a
     ``with`` block and put the store in place only once every point has its IL."""
     if token_store:
         return TokenLossWriter(path, fingerprint["pool_tokens"], fingerprint["seq_len"], fingerprint, metadata)
-    return PointLossWriter(path, fingerprint, metadata)
+    return PointLossWriter(path, fingerprint, metadata, ids)
 
 
 def open_irreducible(

@@ -35,6 +35,8 @@ class IrreducibleLossStore:
     losses: Tensor  # float32 [pool_size], by pool index
     fingerprint: dict[str, Any]
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The points' sample ids in pool order, where the data has them: what an exported store is keyed by.
+    ids: list[Any] | None = None
 
     def save(self, path: Path) -> Path:
         payload = {
@@ -42,6 +44,7 @@ class IrreducibleLossStore:
             "losses": self.losses.detach().to("cpu", torch.float32).contiguous(),
             "fingerprint": self.fingerprint,
             "metadata": self.metadata,
+            **({"ids": list(self.ids)} if self.ids is not None else {}),
         }
         return atomic_torch_save(payload, Path(path))
 
@@ -78,7 +81,7 @@ class IrreducibleLossStore:
                 f"{path}: {int(bad)} of {len(losses)} irreducible losses are NaN or infinite (a diverged IL "
                 f"model?). {_FIX}"
             )
-        return cls(losses, payload["fingerprint"], payload.get("metadata", {}))
+        return cls(losses, payload["fingerprint"], payload.get("metadata", {}), payload.get("ids"))
 
     def check_matches(self, fingerprint: dict[str, Any], path: Path | str = "the IL store") -> None:
         check_fingerprint(fingerprint, self.fingerprint, path)
@@ -91,8 +94,14 @@ class PointLossWriter:
     (atomically) on a clean exit of its ``with`` block, once every point has one; the per-point
     counterpart of :class:`~rholoss.irreducible.token_store.TokenLossWriter`, with the same verbs."""
 
-    def __init__(self, path: Path, fingerprint: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
-        self.path, self.fingerprint, self.metadata = Path(path), fingerprint, metadata or {}
+    def __init__(
+        self,
+        path: Path,
+        fingerprint: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        ids: list[Any] | None = None,
+    ) -> None:
+        self.path, self.fingerprint, self.metadata, self.ids = Path(path), fingerprint, metadata or {}, ids
         self.losses = torch.full((int(fingerprint["pool_size"]),), float("nan"))
 
     def write(self, index: Tensor, losses: Tensor) -> None:
@@ -110,7 +119,7 @@ class PointLossWriter:
             raise StoreError(
                 f"{missing} of {len(self.losses)} pool points got no irreducible loss: {self.path} not written."
             )
-        IrreducibleLossStore(self.losses, self.fingerprint, self.metadata).save(self.path)
+        IrreducibleLossStore(self.losses, self.fingerprint, self.metadata, self.ids).save(self.path)
 
 
 def check_fingerprint(expected: dict[str, Any], found: dict[str, Any], path: Path | str) -> None:

@@ -175,7 +175,9 @@ def score_pool(
     trainer.strategy.barrier("il-scoring-done")
     mean_loss = float("nan")
     if trainer.is_global_zero:
-        mean_loss = _merge(parts, shards, path, datamodule.fingerprint, metadata, token_store, pool_size)
+        ids = datamodule.sample_ids("pool")
+        ids = None if ids is None or token_store else list(ids.tolist() if hasattr(ids, "tolist") else ids)
+        mean_loss = _merge(parts, shards, path, datamodule.fingerprint, metadata, token_store, pool_size, ids)
     trainer.strategy.barrier("il-store-written")
     return ScoringSummary(mean_loss, [int(c) for c in counts], resumed_total)
 
@@ -188,10 +190,11 @@ def _merge(
     metadata: dict[str, Any],
     token_store: bool,
     pool_size: int,
+    ids: list[Any] | None,
 ) -> float:
     """Stream every shard into the store (written atomically), drop the parts; the mean IL per point."""
     total = 0.0
-    with store_writer(path, fingerprint, metadata, token_store=token_store) as writer:
+    with store_writer(path, fingerprint, metadata, token_store=token_store, ids=ids) as writer:
         for shard in shards:
             index, losses = parts.load(shard)
             writer.write(index, losses)

@@ -16,6 +16,7 @@ from rholoss.config_check import base_selection_keys, check_config
 from rholoss.config_dict import config_dict
 from rholoss.data import SplitDataModule
 from rholoss.irreducible import StoreError, find_store
+from rholoss.irreducible.exchange import read_il_column
 from rholoss.irreducible.source import IrreducibleLosses, open_irreducible
 from rholoss.methods import Method, Run, build_method
 from rholoss.pipelines.parts import irreducible_command, model_for, store_suffix
@@ -50,6 +51,11 @@ def _open_store(
     checked against the data and the task; per token only where the method reads per-token IL (held
     in memory beside data that is, read from the mapped store each step otherwise)."""
     path = _store_path(cfg, datamodule, task)
+    if path.suffix == ".parquet":  # an IL table (id, il) made anywhere, joined by sample id
+        if per_token:
+            raise StoreError(f"irreducible.path={path} holds one IL per point; this method reads per-token IL.")
+        log.info("Using the IL table %s, joined with the pool by sample id", path)
+        return IrreducibleLosses(read_il_column(path, datamodule.sample_ids("pool"))), str(path)
     try:
         source, metadata = open_irreducible(
             path,
