@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from rholoss.modules.supervised import Batch, OptimizerFactory, SupervisedModule
+from rholoss.schedules import SchedulerFactory
 from rholoss.selection import (
     Selection,
     SelectionInput,
@@ -67,6 +68,7 @@ class OnlineBatchSelection(SupervisedModule):
         augment: batched augmentation applied to each large batch before it is scored, as the paper's
             data loaders augment every point they serve (the IL store holds un-augmented losses).
         options: the selection function's own keyword arguments (e.g. ``temperature``).
+        scheduler: the learning-rate schedule (:class:`~rholoss.modules.supervised.SupervisedModule`).
     """
 
     # Buffers (registered in __init__), declared for type checkers.
@@ -95,8 +97,9 @@ class OnlineBatchSelection(SupervisedModule):
         stale_every: int | None = None,
         augment: Callable[[Tensor], Tensor] | None = None,
         options: dict[str, Any] | None = None,
+        scheduler: SchedulerFactory | None = None,
     ) -> None:
-        super().__init__(model, task, optimizer)
+        super().__init__(model, task, optimizer, scheduler)
         self.method = get_selection(selection)
         check_applies(self.method, self.task)
         check_percent_train(percent_train)

@@ -95,6 +95,7 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         "holdout_fraction": fraction,
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
+        "scheduler": OmegaConf.to_container(cfg.scheduler, resolve=True),
         "batch_size": cfg.datamodule.batch_size,
         "max_steps": cfg.trainer.max_steps,
         "max_epochs": cfg.trainer.max_epochs,
@@ -182,7 +183,9 @@ def _fit_il_model(
     """Train an IL model on ``positions`` of the datamodule's training split (None: all of it),
     keeping the checkpoint with the best value of the task's val metric, and report that value."""
     datamodule.restrict_training(positions)
-    module = SupervisedModule(model_for(cfg, datamodule, task), task, instantiate(cfg.optimizer))
+    module = SupervisedModule(
+        model_for(cfg, datamodule, task), task, instantiate(cfg.optimizer), instantiate(cfg.scheduler)
+    )
     # A resumed run keeps its best-model checkpoints where the run it continues kept them: Lightning
     # reloads the best score only for an unchanged folder.
     best_dir = Path(resumed_from).parent if resumed_from else checkpoint_dir

@@ -90,6 +90,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         stale_every=cfg.selection.get("stale_every"),
         augment=datamodule.train_augmentation(),
         options={k: v for k, v in cfg.selection.items() if k not in _SHARED_SELECTION_KEYS},
+        scheduler=instantiate(cfg.scheduler),
     )
     if losses is not None:
         module.set_irreducible_losses(losses, token_source)
