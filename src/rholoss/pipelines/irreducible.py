@@ -64,6 +64,12 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
             "irreducible.holdout_fraction applies to irreducible.strategy=holdout only; two_halves trains on "
             "the pool: remove irreducible.holdout_fraction."
         )
+    if strategy == "holdout" and cfg.datamodule.get("pool_includes_holdout"):
+        raise ValueError(
+            "datamodule.pool_includes_holdout=true puts the holdout into the pool, so an IL model trained on the "
+            "holdout would score points it has seen: use irreducible.strategy=two_halves (IL models trained on "
+            "halves of the whole pool), or drop datamodule.pool_includes_holdout."
+        )
     if strategy == "two_halves" and cfg.get("resume"):
         raise ValueError("resume= continues one IL model; irreducible.strategy=two_halves trains two: start it afresh.")
     task = task_of(cfg)
