@@ -27,6 +27,7 @@ GROUPS = (
     "logger",
     "callbacks",
     "optimizer",
+    "scheduler",
     "paths",
     "hydra/launcher",
 )

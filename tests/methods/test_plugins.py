@@ -10,12 +10,14 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rholoss.methods import PointSelection, build_method
 from rholoss.pipelines import train, train_irreducible
+from rholoss.selection import registry
 from rholoss.tasks import Regression
 from tests.conftest import ROOT, synthetic_config
 from tests.pipelines.test_language_models import lm_overrides
@@ -74,10 +76,16 @@ class EveryOtherStep(PointSelection):
 
 
 @pytest.fixture(scope="module")
-def plugin_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def plugin_package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The user's module in a folder of its own; the rules it registers in this process are removed
+    afterwards, so that tests parametrized over the registry see rholoss's own only."""
     folder = tmp_path_factory.mktemp("user_code")
     (folder / "my_methods.py").write_text(textwrap.dedent(PLUGIN))
-    return folder
+    before = dict(registry._REGISTRY)
+    yield folder
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(before)
+    sys.modules.pop("my_methods", None)
 
 
 def run(script: str, *args: str, root: Path, package: Path) -> subprocess.CompletedProcess:

@@ -66,7 +66,7 @@ def scheduled(step: int, total: int, schedule: dict) -> tuple[OnlineBatchSelecti
     module = OnlineBatchSelection(model, 2, selection="loss", percent_train=0.5, schedule=schedule)
     module.prepare_pool(8)
     module.log = lambda *args, **kw: None
-    module._trainer = SimpleNamespace(global_step=step, max_steps=total, log_every_n_steps=1)
+    module._trainer = SimpleNamespace(global_step=step, max_steps=total, log_every_n_steps=1, optimizers=[])
     return module, model
 
 

@@ -40,7 +40,10 @@ def stale_module(selection: str = "entropy", stale_every: int | None = 3, step: 
     module.prepare_pool(POOL)
     module.log = lambda *args, **kw: None
     module._trainer = SimpleNamespace(
-        global_step=step, log_every_n_steps=1, datamodule=SimpleNamespace(pool_dataloader=lambda: pool_batches(x, y))
+        global_step=step,
+        log_every_n_steps=1,
+        optimizers=[],
+        datamodule=SimpleNamespace(pool_dataloader=lambda: pool_batches(x, y)),
     )
     return module, x, y
 

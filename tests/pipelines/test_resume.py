@@ -12,20 +12,7 @@ import torch
 from rholoss.callbacks import CheckpointError, NonFiniteLossError, StepCheckpoint, resolve_resume
 from rholoss.pipelines import train, train_irreducible
 from tests.conftest import synthetic_config
-from tests.resuming import KILL_AT, kill_at, weights
-
-# 1800 pool points in large batches of 320: 5 steps per epoch, so steps 7 and KILL_AT (10) are mid-epoch.
-STEPS, EVERY = 16, 7
-
-
-def kill_and_resume(root: Path, stage: Any, config: str, *overrides: str) -> tuple[dict, dict]:
-    """(uninterrupted result, resumed result); the killed run's folder is ``root/killed``."""
-    common = [f"trainer.max_steps={STEPS}", f"checkpoint.every_n_steps={EVERY}", "val_every_n_steps=5", *overrides]
-    full = stage(synthetic_config(root, config, *common, output="full"))
-    with pytest.raises(RuntimeError, match=f"killed at step {KILL_AT}"):
-        stage(synthetic_config(root, config, *common, *kill_at(), output="killed"))
-    resumed = stage(synthetic_config(root, config, *common, f"resume={root / 'killed'}", output="resumed"))
-    return full, resumed
+from tests.resuming import EVERY, KILL_AT, STEPS, kill_and_resume, weights
 
 
 @pytest.mark.slow

@@ -16,21 +16,23 @@ from typing import Any
 import numpy as np
 
 from rholoss.analysis.logs import read_logged
+from rholoss.analysis.metric import Metric
 from rholoss.analysis.summary import summary_metric
 from rholoss.atomic import atomic_write
 
 SCORE_SHARE = "selection/top20_score_share"
 
 
-def _figure(figsize: tuple[float, float]) -> tuple[Any, Any]:
-    """A figure and its axes outside pyplot: saving needs no display, and the caller's matplotlib
-    backend (a notebook's inline one included) is left as it was. A clear error without matplotlib."""
+def _figure(figsize: tuple[float, float], panels: int = 1) -> tuple[Any, Any]:
+    """A figure and its axes (a row of ``panels`` of them when more than one) outside pyplot: saving
+    needs no display, and the caller's matplotlib backend (a notebook's inline one included) is left
+    as it was. A clear error without matplotlib."""
     try:
         from matplotlib.figure import Figure
     except ImportError as error:
         raise ImportError("The figures need matplotlib: pip install 'rholoss[plot]'.") from error
     figure = Figure(figsize=figsize)
-    return figure, figure.subplots()
+    return figure, figure.subplots(1, panels) if panels > 1 else figure.subplots()
 
 
 def _colors(summary: dict[str, Any]) -> dict[str, str]:
@@ -134,6 +136,31 @@ def score_concentration(summary: dict[str, Any], folder: Path) -> list[Path]:
     axes.set(xlabel="steps", ylabel="share of score in the top 20% (%)", title="Score concentration")
     axes.legend()
     return _save(figure, folder, "score_concentration")
+
+
+def metric_vs_seconds(panels: dict[str, dict[str, Any]], folder: Path, name: str) -> list[Path]:
+    """The matched-budget figure: one panel per budget (``panels``: title -> a
+    :func:`rholoss.analysis.matched_budget.summarize_budget` summary), the test metric of each method's
+    mean curve (min/max band over seeds) against wall-clock, the IL stage counted (a method using IL
+    starts when its IL model is done), and the baseline's final value as a dashed line."""
+    first = next(iter(panels.values()))
+    metric = Metric(first["metric"], first["mode"])
+    figure, axes = _figure((5.5 * len(panels), 4), len(panels))
+    names = list(dict.fromkeys(n for summary in panels.values() for n in summary["methods"]))
+    colors = {n: f"C{i % 10}" for i, n in enumerate(names)}
+    for ax, (title, summary) in zip(np.atleast_1d(axes), panels.items(), strict=True):
+        for method_name, method in summary["methods"].items():
+            curve, start = method["curve"], method["il_seconds"]
+            seconds = np.add(curve["seconds"], start)
+            ax.plot(seconds, metric.scaled(curve["mean"]), color=colors[method_name], label=method_name, marker=".")
+            band = (metric.scaled(curve["min"]), metric.scaled(curve["max"]))
+            ax.fill_between(seconds, *band, color=colors[method_name], alpha=0.2, linewidth=0)
+        ax.axhline(
+            metric.scaled(summary["target"]), color="grey", linestyle="--", linewidth=1, label="baseline's final"
+        )
+        ax.set(xlabel="wall-clock seconds (IL stage counted)", ylabel=f"test {metric.label}", title=title)
+        ax.legend(fontsize="small")
+    return _save(figure, folder, name)
 
 
 def draw_all(summary: dict[str, Any], folder: Path) -> dict[str, list[str]]:

@@ -8,6 +8,7 @@ from rholoss.callbacks.checkpoint import (
 from rholoss.callbacks.preemption import StopSignals
 from rholoss.callbacks.progress import StepProgressBar
 from rholoss.callbacks.step_timer import StepTimer
+from rholoss.callbacks.test_curve import TestCurve
 from rholoss.callbacks.val_curve import ValCurve
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "StepProgressBar",
     "StepTimer",
     "StopSignals",
+    "TestCurve",
     "ValCurve",
     "requeued_run",
     "resolve_resume",

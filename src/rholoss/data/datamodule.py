@@ -14,7 +14,7 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
 from rholoss.data.augment import BatchAugment
 from rholoss.data.fingerprint import pool_fingerprint
@@ -292,6 +292,10 @@ class PoolDataModule(SplitDataModule):
     ``augment`` asks the target model to crop (``crop_padding``) and flip each large batch on the
     device (:meth:`train_augmentation`), or, for datasets decoded per sample, the DataLoader to apply
     ``train_transform``; the IL stage and all evaluation see un-augmented inputs.
+    ``pool_includes_holdout`` makes the pool every labelled training point: the noisy pool followed
+    by the holdout points, clean (never corrupted), as they are. A baseline that needs no IL model
+    (uniform) should see all the data the user has, so a method that spends the holdout on an IL
+    model is compared fairly; an IL model may then only come from ``irreducible.strategy=two_halves``.
     """
 
     def __init__(
@@ -312,8 +316,14 @@ class PoolDataModule(SplitDataModule):
         noise_pairs: list[list[int]] | None = None,
         augment: bool = False,
         crop_padding: int = 4,
+        pool_includes_holdout: bool = False,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, split_seed, train_split, num_workers, on_device)
+        if pool_includes_holdout and train_split == "holdout":
+            raise ValueError(
+                "train_split='holdout' with pool_includes_holdout=true: the holdout is part of the pool, so a model "
+                "trained on it would score pool points it has seen. Train IL models on halves of the pool instead."
+            )
         if val_from not in ("train", "holdout"):
             raise ValueError(f"val_from must be 'train' or 'holdout', got {val_from!r}.")
         if noise_type not in ("uniform", "structured"):
@@ -328,6 +338,7 @@ class PoolDataModule(SplitDataModule):
         self.noise_pairs = [(int(pair[0]), int(pair[1])) for pair in noise_pairs] if noise_pairs is not None else None
         self.augment = augment
         self.crop_padding = crop_padding
+        self.pool_includes_holdout = pool_includes_holdout
 
     @abstractmethod
     def load_sources(self) -> Sources:
@@ -355,11 +366,16 @@ class PoolDataModule(SplitDataModule):
         noisy = apply_label_noise(
             clean, self.noise_type, self.label_noise, self.num_classes or 0, self.noise_pairs, seed=self.split_seed + 1
         )
-        self.corrupted = noisy.corrupted
+        holdout = self._evaluation_split(*parts["holdout"])
+        pool = IndexedDataset(pool_source, pool_indices, noisy.labels, self.eval_transform)
+        self.corrupted, identity = noisy.corrupted, pool_indices
+        if self.pool_includes_holdout:
+            pool, identity = _joined(pool, holdout)
+            self.corrupted = torch.cat([noisy.corrupted, torch.zeros(len(holdout), dtype=torch.bool)])
         self.fingerprint = pool_fingerprint(
             self.name,
-            pool_indices,
-            noisy.labels,
+            identity,
+            pool.labels,
             split_seed=self.split_seed,
             val_size=self.val_size,
             holdout_fraction=self.holdout_fraction,
@@ -369,13 +385,16 @@ class PoolDataModule(SplitDataModule):
             val_from=self.val_from,
             noise_type=self.noise_type,
             noise_pairs=[list(pair) for pair in self.noise_pairs] if self.noise_pairs is not None else None,
+            # Only when set, so that the fingerprints of stores made before the option stay valid.
+            **({"pool_includes_holdout": True} if self.pool_includes_holdout else {}),
         )
         self._datasets = {
-            "pool": IndexedDataset(pool_source, pool_indices, noisy.labels, self.eval_transform),
-            **{name: self._evaluation_split(*parts[name]) for name in ("holdout", "val", "test")},
+            "pool": pool,
+            "holdout": holdout,
+            **{name: self._evaluation_split(*parts[name]) for name in ("val", "test")},
         }
         if self.relevant_classes is not None:
-            self.relevant = torch.isin(noisy.labels, torch.tensor(self.relevant_classes))
+            self.relevant = torch.isin(pool.labels, torch.tensor(self.relevant_classes))
         if len(self._datasets[self.train_split]) < self.batch_size:
             raise ValueError(
                 f"The {self.train_split} split has {len(self._datasets[self.train_split])} points, fewer "
@@ -442,3 +461,22 @@ class PoolDataModule(SplitDataModule):
                 f"{tuple(self.input_shape)}: set datamodule.augment=false."
             )
         return BatchAugment(self.crop_padding)
+
+
+def _joined(pool: IndexedDataset, holdout: IndexedDataset) -> tuple[IndexedDataset, Tensor]:
+    """The pool's points followed by the holdout's, each with its own label, and their identity for
+    the fingerprint (positions in the source, the holdout's after the pool source's when the two
+    differ). Splits of one source share it; tensors of two sources become one tensor source of just
+    these rows (so ``on_device`` still serves them); any other two sources are concatenated."""
+    labels = torch.cat([pool.labels, holdout.labels])
+    shared = holdout.source is pool.source
+    offset = 0 if shared else len(pool.source)  # type: ignore[arg-type]  # a datamodule's sources are sized
+    identity = torch.cat([pool.source_indices, holdout.source_indices + offset])
+    if shared:
+        return IndexedDataset(pool.source, identity, labels, pool.transform), identity
+    if isinstance(pool.source, TensorDataset) and isinstance(holdout.source, TensorDataset):
+        rows = [pool.source.tensors[0][pool.source_indices], holdout.source.tensors[0][holdout.source_indices]]
+        rows_only = TensorDataset(torch.cat(rows), labels)
+        return IndexedDataset(rows_only, torch.arange(len(labels)), labels, pool.transform), identity
+    both: ConcatDataset[Any] = ConcatDataset([pool.source, holdout.source])
+    return IndexedDataset(both, identity, labels, pool.transform), identity

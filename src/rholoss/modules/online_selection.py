@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from rholoss.methods.base import Method, Run, StepOutcome
 from rholoss.methods.diagnostics import SelectionDiagnostics
 from rholoss.modules.supervised import Batch, OptimizerFactory, SupervisedModule
+from rholoss.schedules import SchedulerFactory
 from rholoss.tasks import Task
 
 
@@ -30,6 +31,7 @@ class OnlineBatchSelection(SupervisedModule):
         augment: batched augmentation applied to each large batch before it is scored, as the paper's
             data loaders augment every point they serve (the IL store holds un-augmented losses).
         diagnostics: the counts of what training was spent on, sized for the pool (none: an empty pool).
+        scheduler: the learning-rate schedule (:class:`~rholoss.modules.supervised.SupervisedModule`).
     """
 
     def __init__(
@@ -40,9 +42,10 @@ class OnlineBatchSelection(SupervisedModule):
         selection: Method | str = "reducible_loss",
         augment: Callable[[Tensor], Tensor] | None = None,
         diagnostics: SelectionDiagnostics | None = None,
+        scheduler: SchedulerFactory | None = None,
         **settings: Any,
     ) -> None:
-        super().__init__(model, task, optimizer)
+        super().__init__(model, task, optimizer, scheduler)
         if isinstance(selection, Method):
             if settings:
                 raise TypeError(f"Settings {sorted(settings)} go to the method's own constructor, not here.")

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.types import OptimizerLRScheduler
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torchmetrics import Metric
 
+from rholoss.schedules import SchedulerFactory, build_scheduler
 from rholoss.tasks import Task, as_task
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
@@ -24,16 +26,28 @@ class SupervisedModule(pl.LightningModule):
     irreducible losses are made.
 
     ``task``: a :class:`~rholoss.tasks.Task` sized for the data, or a class count (classification).
+    ``optimizer``: makes the optimizer from the parameters (default AdamW). ``scheduler``: makes its
+    learning-rate schedule, stepped after every optimizer step (:mod:`rholoss.schedules`; None:
+    the optimizer's learning rate throughout).
     """
 
-    def __init__(self, model: nn.Module, task: Task | int, optimizer: OptimizerFactory | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task | int,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+    ) -> None:
         super().__init__()
         self.task = as_task(task)
         # The init arguments of this class or a subclass (selection settings), less the objects.
-        self.save_hyperparameters(ignore=["model", "optimizer", "augment", "task", "selection", "diagnostics"])
+        self.save_hyperparameters(
+            ignore=["model", "optimizer", "scheduler", "augment", "task", "selection", "diagnostics"]
+        )
         self.hparams.update(task=self.task.name, num_outputs=self.task.num_outputs)
         self.model = model
         self.optimizer_factory = optimizer or torch.optim.AdamW
+        self.scheduler_factory = scheduler
         self.val_metric = self.task.new_metric()
         self.test_metric = self.task.new_metric()
         self._interval_sums: dict[str, Tensor] = {}
@@ -68,8 +82,15 @@ class SupervisedModule(pl.LightningModule):
         # sync_dist: under DDP the logged values are means over the ranks (a no-op on one device).
         if "train/loss" in means:  # shown on the progress bar
             self.log("train/loss", means.pop("train/loss"), prog_bar=True, sync_dist=True)
-        self.log_dict({**means, **(current() if current else {})}, sync_dist=True)
+        self.log_dict({**means, **(current() if current else {}), **self._learning_rate()}, sync_dist=True)
         self._interval_sums, self._interval_steps = {}, 0
+
+    def _learning_rate(self) -> dict[str, float]:
+        """``train/lr``: the rate this step trained at (the schedule steps after it), a Python float
+        in the optimizer, so reading it costs no host sync."""
+        if self._trainer is None or not self.trainer.optimizers:
+            return {}
+        return {"train/lr": float(self.trainer.optimizers[0].param_groups[0]["lr"])}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The unlogged part of the current interval, so a resumed run logs the same means.
@@ -109,5 +130,10 @@ class SupervisedModule(pl.LightningModule):
         # Sequences: the loss of every token (a per-token IL store); otherwise one loss per point.
         return index, self.task.token_loss(outputs, y) if self.task.token_level else self.task.point_loss(outputs, y)
 
-    def configure_optimizers(self) -> Optimizer:
-        return self.optimizer_factory(self.parameters())
+    def configure_optimizers(self) -> OptimizerLRScheduler:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = build_scheduler(self.scheduler_factory, optimizer, lambda: self.trainer.estimated_stepping_batches)
+        # Stepped after every optimizer step: budgets are counted in steps, not epochs.
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}

@@ -62,6 +62,12 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
             "irreducible.holdout_fraction applies to irreducible.strategy=holdout only; two_halves trains on "
             "the pool: remove irreducible.holdout_fraction."
         )
+    if strategy == "holdout" and cfg.datamodule.get("pool_includes_holdout"):
+        raise ValueError(
+            "datamodule.pool_includes_holdout=true puts the holdout into the pool, so an IL model trained on the "
+            "holdout would score points it has seen: use irreducible.strategy=two_halves (IL models trained on "
+            "halves of the whole pool), or drop datamodule.pool_includes_holdout."
+        )
     if strategy == "two_halves" and cfg.get("resume"):
         raise ValueError("resume= continues one IL model; irreducible.strategy=two_halves trains two: start it afresh.")
     task = task_of(cfg)
@@ -93,6 +99,7 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         "holdout_fraction": fraction,
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
+        "scheduler": OmegaConf.to_container(cfg.scheduler, resolve=True),
         "batch_size": cfg.datamodule.batch_size,
         "max_steps": cfg.trainer.max_steps,
         "max_epochs": cfg.trainer.max_epochs,
@@ -188,7 +195,9 @@ def _fit_il_model(
     """Train an IL model on ``positions`` of the datamodule's training split (None: all of it),
     keeping the checkpoint with the best value of the task's val metric, and report that value."""
     datamodule.restrict_training(positions)
-    module = SupervisedModule(model_for(cfg, datamodule, task), task, instantiate(cfg.optimizer))
+    module = SupervisedModule(
+        model_for(cfg, datamodule, task), task, instantiate(cfg.optimizer), instantiate(cfg.scheduler)
+    )
     # A resumed run keeps its best-model checkpoints where the run it continues kept them: Lightning
     # reloads the best score only for an unchanged folder.
     best_dir = Path(resumed_from).parent if resumed_from else checkpoint_dir

@@ -27,6 +27,7 @@ from rholoss.config_dict import config_dict
 from rholoss.data import SplitDataModule
 from rholoss.loggers import prepare_loggers
 from rholoss.models.factory import build_model_for
+from rholoss.schedules import describe_schedule
 from rholoss.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ _FOLDER_LOGGERS = ("CSVLogger", "TensorBoardLogger")
 
 
 # Settings a resumed run must share with the run it continues (the step budget may change).
-_RESUME_MUST_MATCH = ("seed", "task", "datamodule", "model", "selection", "optimizer", "irreducible")
+_RESUME_MUST_MATCH = ("seed", "task", "datamodule", "model", "selection", "optimizer", "scheduler", "irreducible")
 
 
 def irreducible_command() -> str:
@@ -218,5 +219,9 @@ def store_suffix(task: Task) -> str:
 
 
 def write_results(results: dict[str, Any], output_dir: Path, trainer: pl.Trainer) -> None:
+    """Write ``results.json`` (rank 0), adding to ``results`` the learning-rate schedule the trainer
+    ran (both stages build theirs in the module, so it is read here, once)."""
+    schedules = [describe_schedule(config.scheduler) for config in trainer.lr_scheduler_configs]
+    results["lr_schedule"] = schedules[0] if schedules else None
     if trainer.is_global_zero:
         atomic_write_json(results, output_dir / "results.json")

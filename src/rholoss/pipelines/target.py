@@ -47,6 +47,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         method,
         augment=datamodule.train_augmentation(),
         diagnostics=SelectionDiagnostics.for_pool(datamodule, task),
+        scheduler=instantiate(cfg.scheduler),
     )
     val_curve, step_timer = ValCurve(task.val_metric, task.mode), StepTimer()
     trainer = trainer_for(cfg, output_dir, [val_curve, step_timer])

@@ -1,0 +1,140 @@
+"""The matched-budget comparison: every method trained for the same number of steps as the baseline,
+uniform selection with its learning rate decayed to zero at that budget on every labelled point.
+
+A method's table row, over seeds: the best and the final test value (mean and range), its training
+wall-clock alone, with the IL stage counted in full and with it amortised over the runs that share the
+store, and the steps and seconds it takes to reach the baseline's final test value (mean over seeds).
+Runs carry the test curve :class:`rholoss.callbacks.TestCurve` wrote, whose seconds leave its own test
+passes out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rholoss.analysis.metric import Metric
+from rholoss.analysis.summary import first_reaching, mean_curve
+from rholoss.analysis.tables import markdown_table
+from rholoss.callbacks.test_curve import FILE as TEST_CURVE_FILE
+
+
+def run_record(run_dir: Path, method: str, uses_il: bool) -> dict[str, Any]:
+    """What the comparison needs of one finished target run in ``run_dir`` (its ``results.json`` and
+    ``test_curve.json``), under the name ``method``."""
+    results = json.loads((Path(run_dir) / "results.json").read_text())
+    path = Path(run_dir) / TEST_CURVE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{run_dir} has no {TEST_CURVE_FILE}: run it with +callbacks.test_curve._target_=rholoss.callbacks.TestCurve."
+        )
+    curve = json.loads(path.read_text())
+    metric = Metric(curve["metric"], curve["mode"])
+    return {
+        "method": method,
+        "seed": results["seed"],
+        "steps": results["steps"],
+        "metric": metric.name,
+        "mode": metric.mode,
+        "curve": curve["points"],
+        "final": results[f"test_{metric.short}"],
+        "train_seconds": results["wall_seconds"] - curve["test_seconds"],
+        "uses_il": uses_il,
+        "lr_schedule": results.get("lr_schedule"),
+        "pool_size": results["dataset"]["pool_size"],
+        "path": str(run_dir),
+    }
+
+
+def metric_of_records(runs: Sequence[dict[str, Any]]) -> Metric:
+    metrics = {Metric(run["metric"], run["mode"]) for run in runs}
+    if len(metrics) != 1:
+        raise ValueError(
+            f"The runs of one comparison must share one test metric, got {sorted(m.name for m in metrics)}."
+        )
+    return metrics.pop()
+
+
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "min": float(min(values)), "max": float(max(values))}
+
+
+def summarize_budget(
+    runs: Sequence[dict[str, Any]], baseline: str, il_seconds: float, il_shared_by: int
+) -> dict[str, Any]:
+    """Per method (the baseline first), over its seeds: ``best`` / ``final`` test value, ``seconds``
+    (training), ``seconds_il`` (the IL stage's ``il_seconds`` added for methods that use it),
+    ``seconds_il_amortised`` (``il_seconds / il_shared_by`` added), and the steps and seconds (IL
+    counted) to reach ``target``, the baseline's mean final test value; ``reached`` seeds of ``seeds``."""
+    metric = metric_of_records(runs)
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for run in sorted(runs, key=lambda r: (r["method"] != baseline, r["seed"])):
+        by_method.setdefault(run["method"], []).append(run)
+    if baseline not in by_method:
+        raise ValueError(f"No runs of the baseline {baseline!r} among {sorted(by_method)}.")
+    target = float(np.mean([run["final"] for run in by_method[baseline]]))
+    methods = {}
+    for name, seeds in by_method.items():
+        il = il_seconds if seeds[0]["uses_il"] else 0.0
+        reached = [first_reaching(run["curve"], target, metric) for run in seeds]
+        hits = [r for r in reached if r is not None]
+        train_seconds = float(np.mean([run["train_seconds"] for run in seeds]))
+        methods[name] = {
+            "seeds": [run["seed"] for run in seeds],
+            "best": _spread([metric.best(p[1] for p in run["curve"]) for run in seeds]),
+            "final": _spread([run["final"] for run in seeds]),
+            "seconds": train_seconds,
+            "seconds_il": train_seconds + il,
+            "seconds_il_amortised": train_seconds + il / max(il_shared_by, 1),
+            "steps_to_target": float(np.mean([h[0] for h in hits])) if hits else None,
+            "seconds_to_target_il": float(np.mean([h[1] for h in hits])) + il if hits else None,
+            "reached": len(hits),
+            "curve": mean_curve([{"val_curve": run["curve"], "selection": name} for run in seeds]),
+            "il_seconds": il,
+        }
+    return {"metric": metric.name, "mode": metric.mode, "baseline": baseline, "target": target, "methods": methods}
+
+
+def budget_markdown(summary: dict[str, Any]) -> str:
+    """The summary as a Markdown table, one row per method."""
+    metric = Metric(summary["metric"], summary["mode"])
+    short = metric.short
+
+    def spread(values: dict[str, float]) -> str:
+        mean, low, high = (metric.format(values[key]) for key in ("mean", "min", "max"))
+        return mean if low == high else f"{mean} ({low}–{high})"
+
+    rows = []
+    for name, method in summary["methods"].items():
+        seeds = len(method["seeds"])
+        reached = "never" if not method["reached"] else f"{method['steps_to_target']:.0f}"
+        if method["reached"] and method["reached"] < seeds:
+            reached += f" ({method['reached']}/{seeds} seeds)"
+        to_target = "never" if not method["reached"] else f"{method['seconds_to_target_il']:.1f}"
+        rows.append(
+            [
+                f"**{name}** (baseline)" if name == summary["baseline"] else name,
+                spread(method["best"]),
+                spread(method["final"]),
+                f"{method['seconds']:.1f}",
+                f"{method['seconds_il']:.1f}",
+                f"{method['seconds_il_amortised']:.1f}",
+                reached,
+                to_target,
+            ]
+        )
+    header = [
+        "method",
+        f"best test {short}",
+        f"final test {short}",
+        "train s",
+        "s, IL counted",
+        "s, IL amortised",
+        f"steps to baseline's final ({metric.format(summary['target'])})",
+        "s to it, IL counted",
+    ]
+    return markdown_table(header, rows)

@@ -1,0 +1,97 @@
+"""The matched-budget comparison: the test curve a run records, and the per-budget table built from runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rholoss.analysis.matched_budget import budget_markdown, summarize_budget
+from rholoss.analysis.plots import metric_vs_seconds
+from rholoss.pipelines import train
+from tests.conftest import synthetic_config
+
+TEST_CURVE = "+callbacks.test_curve._target_=rholoss.callbacks.TestCurve"
+
+
+def test_a_run_records_its_test_metric_after_every_validation(tmp_path: Path) -> None:
+    results = train(
+        synthetic_config(
+            tmp_path,
+            "train",
+            "selection=uniform",
+            "scheduler=cosine",
+            "trainer.max_steps=30",
+            "val_every_n_steps=10",
+            TEST_CURVE,
+        )
+    )
+    curve = json.loads((tmp_path / "run" / "test_curve.json").read_text())
+    assert curve["metric"] == "test/acc" and curve["mode"] == "max"
+    assert [p[0] for p in curve["points"]] == [p[0] for p in results["val_curve"]] == [10, 20, 30]
+    # The last point is the final weights' test accuracy, as the run's own test pass measures it.
+    assert curve["points"][-1][1] == pytest.approx(results["test_acc"])
+    seconds = [p[2] for p in curve["points"]]
+    assert seconds == sorted(seconds) and seconds[-1] < results["wall_seconds"]
+    # Its clock leaves its own passes out: each point's seconds are below the val curve's, by what they took.
+    assert all(t <= v[2] for t, v in zip(seconds, results["val_curve"], strict=True))
+    assert curve["test_seconds"] > 0
+
+
+def record(method: str, seed: int, curve: list[list[float]], train_seconds: float, uses_il: bool) -> dict:
+    return {
+        "method": method,
+        "seed": seed,
+        "metric": "test/acc",
+        "mode": "max",
+        "curve": curve,
+        "final": curve[-1][1],
+        "train_seconds": train_seconds,
+        "uses_il": uses_il,
+    }
+
+
+def test_the_budget_table_compares_every_method_with_the_baselines_final_value() -> None:
+    runs = [
+        record("rho", 0, [[100, 0.90, 1.5], [200, 0.87, 3.0]], 3.0, True),
+        record("base", 1, [[100, 0.82, 1.1], [200, 0.88, 2.2]], 2.2, False),
+        record("rho", 1, [[100, 0.85, 1.6], [200, 0.86, 3.2]], 3.2, True),
+        record("base", 0, [[100, 0.80, 1.0], [200, 0.90, 2.0]], 2.0, False),
+        record("slow", 0, [[100, 0.5, 1.0], [200, 0.6, 2.0]], 2.0, False),
+    ]
+    summary = summarize_budget(runs, "base", il_seconds=10.0, il_shared_by=4)
+    assert list(summary["methods"]) == ["base", "rho", "slow"]  # the baseline first
+    assert summary["target"] == pytest.approx(0.89)  # the baseline's mean final value
+    base, rho, slow = (summary["methods"][name] for name in ("base", "rho", "slow"))
+    assert base["seeds"] == [0, 1] and base["final"] == pytest.approx({"mean": 0.89, "min": 0.88, "max": 0.90})
+    assert base["seconds_il"] == base["seconds"] == pytest.approx(2.1)  # no IL stage to count
+    assert base["reached"] == 1 and base["steps_to_target"] == 200
+    assert rho["best"] == pytest.approx({"mean": 0.88, "min": 0.86, "max": 0.90})  # each seed's best
+    assert rho["final"]["mean"] == pytest.approx(0.865)
+    assert rho["seconds"] == pytest.approx(3.1)
+    assert rho["seconds_il"] == pytest.approx(13.1) and rho["seconds_il_amortised"] == pytest.approx(5.6)
+    assert rho["reached"] == 1 and rho["steps_to_target"] == 100 and rho["seconds_to_target_il"] == pytest.approx(11.5)
+    assert slow["reached"] == 0 and slow["steps_to_target"] is None
+    assert rho["curve"]["steps"] == [100, 200] and rho["curve"]["mean"] == pytest.approx([0.875, 0.865])
+    table = budget_markdown(summary).splitlines()
+    assert "steps to baseline's final (89.0%)" in table[0]
+    assert table[2].startswith(
+        "| **base** (baseline) | 89.0% (88.0%–90.0%) | 89.0% (88.0%–90.0%) | 2.1 | 2.1 | 2.1 | 200 (1/2 seeds) |"
+    )
+    assert table[3] == "| rho | 88.0% (86.0%–90.0%) | 86.5% (86.0%–87.0%) | 3.1 | 13.1 | 5.6 | 100 (1/2 seeds) | 11.5 |"
+    assert table[4].endswith("| never | never |")
+
+
+def test_the_figure_has_a_panel_per_budget(tmp_path: Path) -> None:
+    runs = [record("base", 0, [[1, 0.5, 1.0], [2, 0.7, 2.0]], 2.0, False), record("rho", 0, [[1, 0.6, 1.5]], 1.5, True)]
+    summary = summarize_budget(runs, "base", il_seconds=3.0, il_shared_by=1)
+    for panels in ({"a": summary}, {"a": summary, "b": summary}):
+        paths = metric_vs_seconds(panels, tmp_path, f"figure{len(panels)}")
+        assert [p.name for p in paths] == [f"figure{len(panels)}.png", f"figure{len(panels)}.pdf"]
+        assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_a_comparison_without_its_baseline_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"No runs of the baseline 'base'"):
+        summarize_budget([record("rho", 0, [[1, 0.5, 1.0]], 1.0, True)], "base", 1.0, 1)
