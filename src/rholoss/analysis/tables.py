@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rholoss.analysis.metric import ACCURACY, Metric, metric_of
+from rholoss.sweep import FAILED
 
 
 def load_results(folder: Path) -> list[dict[str, Any]]:
@@ -16,7 +17,7 @@ def load_results(folder: Path) -> list[dict[str, Any]]:
     runs = []
     for path in sorted(Path(folder).rglob("results.json")):
         result = json.loads(path.read_text())
-        if result.get("stage") == "target":  # failure records (rholoss.sweep) have no stage
+        if result.get("stage") == "target" and result.get("status") != FAILED:
             runs.append({**result, "path": str(path.parent)})
     return runs
 

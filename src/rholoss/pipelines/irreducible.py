@@ -146,6 +146,7 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         "mean_irreducible_loss": scoring.mean_loss,
         "scored_by_rank": scoring.scored_by_rank,
         "resumed_points": scoring.resumed_points,
+        "scoring_seconds": round(scoring.seconds, 3),
         "wall_seconds": round(wall_seconds, 3),
         "resumed_from": resumed_from,
         "dataset": datamodule.fingerprint,

@@ -55,11 +55,13 @@ class Shard:
 @dataclass(frozen=True)
 class ScoringSummary:
     """``mean_loss``: mean IL over the pool's points (rank 0; NaN elsewhere); ``scored_by_rank``: points
-    each rank scored in this run; ``resumed_points``: points found already scored by an earlier run."""
+    each rank scored in this run; ``resumed_points``: points found already scored by an earlier run;
+    ``seconds``: the scoring's wall-clock, the store's writing included."""
 
     mean_loss: float
     scored_by_rank: list[int]
     resumed_points: int
+    seconds: float
 
 
 def plan_shards(scorers: Sequence[Scorer], pool_size: int, shard_size: int) -> list[Shard]:
@@ -134,6 +136,7 @@ def score_pool(
     shard_size: int,
 ) -> ScoringSummary:
     """Score the pool shard by shard on every rank, then (rank 0) write the store at ``path``."""
+    started_all = time.perf_counter()
     trainer = scorers[0].trainer
     rank, world = trainer.global_rank, trainer.world_size
     pool_size = len(datamodule.split("pool"))
@@ -179,7 +182,7 @@ def score_pool(
         ids = None if ids is None or token_store else list(ids.tolist() if hasattr(ids, "tolist") else ids)
         mean_loss = _merge(parts, shards, path, datamodule.fingerprint, metadata, token_store, pool_size, ids)
     trainer.strategy.barrier("il-store-written")
-    return ScoringSummary(mean_loss, [int(c) for c in counts], resumed_total)
+    return ScoringSummary(mean_loss, [int(c) for c in counts], resumed_total, time.perf_counter() - started_all)
 
 
 def _merge(
