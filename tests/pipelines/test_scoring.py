@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,7 +16,7 @@ from rholoss.pipelines import train_irreducible
 from rholoss.pipelines.scoring import Scorer, plan_shards
 from tests.conftest import synthetic_config
 from tests.pipelines.test_cli import QUIET, run
-from tests.pipelines.test_language_models import lm_config
+from tests.pipelines.test_language_models import lm_config, lm_overrides
 from tests.resuming import kill_scoring_at
 
 POOL, SHARD = 1800, 300  # the synthetic pool: 6 shards
@@ -111,3 +112,29 @@ def test_two_ddp_processes_share_the_scoring_and_write_the_one_process_store(tmp
     a = IrreducibleLossStore.load(Path(single["il_store"])).losses
     b = IrreducibleLossStore.load(Path(double["il_store"])).losses
     assert double["il_store"] != single["il_store"] and torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_write_the_one_process_per_token_store(tmp_path: Path) -> None:
+    common = [*QUIET, *lm_overrides(tmp_path, "train_irreducible"), "trainer.max_steps=20", "irreducible.shard_size=20"]
+    one = run(
+        "run_irreducible.py", *common, "checkpoint.every_n_steps=20", f"hydra.run.dir={tmp_path / 'one'}", root=tmp_path
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run(
+        "run_irreducible.py",
+        *common,
+        "checkpoint.every_n_steps=20",
+        "trainer=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        f"resume={tmp_path / 'one'}",
+        f"paths.cache_dir={tmp_path / 'cache2'}",
+        f"hydra.run.dir={tmp_path / 'two'}",
+        root=tmp_path,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    single, double = (json.loads((tmp_path / run_dir / "results.json").read_text()) for run_dir in ("one", "two"))
+    assert sum(double["scored_by_rank"]) == sum(single["scored_by_rank"]) and min(double["scored_by_rank"]) > 0
+    a, b = TokenLossStore.open(Path(single["il_store"])), TokenLossStore.open(Path(double["il_store"]))
+    assert np.allclose(a.windows.astype("float32"), b.windows.astype("float32"), atol=1e-3)

@@ -41,8 +41,6 @@ warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).
 warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
 # The IL stage's pool scores carry their own indices; Lightning's writer callback needs none.
 warnings.filterwarnings("ignore", message=".*Couldn't infer the batch indices.*")
-# A rank with no shard left to score predicts on nothing, so that the ranks stay in step.
-warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
 
 
 # Overrides that change which pool a run sees, and so which IL store it needs.

@@ -156,10 +156,12 @@ def score_pool(
             todo = shard is not None and not parts.done(shard)
             if shard is not None and not todo:
                 resumed += len(shard.positions)
-            # Every rank predicts once per slot (Lightning synchronises the ranks around a predict), with
-            # nothing to score where its shard is done or it has none.
+            # Every rank predicts once per slot (Lightning synchronises the ranks around a predict, and
+            # refuses a rank with nothing to predict), on one point it discards where its shard is done
+            # or it has none.
             started = time.perf_counter()
-            index, losses = _predict(scorer, datamodule, shard.positions if shard is not None and todo else None)
+            positions = shard.positions if shard is not None and todo else _first_point(scorer, pool_size)
+            index, losses = _predict(scorer, datamodule, positions)
             if shard is not None and todo:
                 parts.save(shard, index, losses)
                 scored += len(index)
@@ -219,9 +221,14 @@ class _Collect(BasePredictionWriter):
         self.sink(*prediction)
 
 
-def _predict(scorer: Scorer, datamodule: SplitDataModule, positions: Tensor | None) -> tuple[Tensor, Tensor]:
+def _first_point(scorer: Scorer, pool_size: int) -> Tensor:
+    """One of the scorer's points: what a rank with no shard to score predicts on, to keep in step."""
+    return (torch.arange(min(pool_size, 1)) if scorer.positions is None else scorer.positions)[:1]
+
+
+def _predict(scorer: Scorer, datamodule: SplitDataModule, positions: Tensor) -> tuple[Tensor, Tensor]:
     """The scorer's ``(index, loss)`` on the pool points at ``positions`` (per point ``[B]`` float32, or
-    per token ``[B, T]`` float16); None: on no point."""
+    per token ``[B, T]`` float16)."""
     indices: list[Tensor] = []
     losses: list[Tensor] = []
 
@@ -230,14 +237,13 @@ def _predict(scorer: Scorer, datamodule: SplitDataModule, positions: Tensor | No
         loss = loss.detach().cpu()
         losses.append(loss.half() if loss.ndim == 2 else loss.float())
 
-    chosen = torch.empty(0, dtype=torch.long) if positions is None else positions
     collect = _Collect(keep)
     trainer = scorer.trainer
     trainer.callbacks.append(collect)  # type: ignore[attr-defined]  # set on the Trainer by a Lightning connector: mypy cannot see it
     try:
         trainer.predict(
             scorer.module,
-            dataloaders=datamodule.pool_dataloader(chosen),
+            dataloaders=datamodule.pool_dataloader(positions),
             ckpt_path=scorer.best_checkpoint,
             return_predictions=False,
         )
