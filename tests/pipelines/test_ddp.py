@@ -122,3 +122,33 @@ def test_under_slurm_the_trainer_takes_its_rank_from_the_job(monkeypatch: pytest
     assert isinstance(trainer.strategy.cluster_environment, SLURMEnvironment)
     assert (trainer.world_size, trainer.global_rank, trainer.local_rank, trainer.node_rank) == (4, 3, 1, 1)
     assert trainer.is_global_zero is False
+
+
+@pytest.mark.slow
+def test_python_m_rholoss_runs_ddp_whose_ranks_are_started_again_from_the_module(tmp_path: Path) -> None:
+    """Lightning starts the other ranks again from ``python -m rholoss`` with the arguments left after
+    the stage was taken: they must still know the stage."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RHOLOSS_ROOT": str(tmp_path), "WANDB_MODE": "disabled"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rholoss",
+            "irreducible",
+            *QUIET,
+            *DDP,
+            "trainer.max_steps=10",
+            f"hydra.run.dir={tmp_path / 'il'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "il" / "results.json").read_text())["scored_by_rank"] == [1800, 0]
