@@ -21,9 +21,11 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from rholoss.integrations.causal_losses import scoring_token_losses, shifted_cross_entropy
 from rholoss.integrations.collate import SelectionCollator
+from rholoss.integrations.corpus import corpus_trainer
 from rholoss.integrations.instructions import byte_tokenizer, docstring_pairs
 from rholoss.integrations.irreducible import ColumnIL, ReferenceModelIL
 from rholoss.integrations.transformers import RhoLossTrainer, SelectionSettings, selection_trainer
+from rholoss.pipelines import train, train_irreducible
 from rholoss.selection import SelectionInput, TokenSelectionInput, get_selection
 from rholoss.tasks import LanguageModeling
 
@@ -325,3 +327,27 @@ def test_sft_trainer_on_prompt_completion_pairs_selects_completion_tokens_only(t
             assert tokenizer.decode(row[counted].tolist()) in completions  # every counted token is a completion's
     history = [entry for entry in trainer.state.log_history if "selection/token_share" in entry]
     assert history and history[-1]["selection/token_share"] == pytest.approx(0.4, abs=0.01)
+
+
+@pytest.mark.slow
+def test_a_noisy_corpus_through_the_trainer_reproduces_the_lightning_path(tmp_path: Path) -> None:
+    """The Lightning tests' noisy code corpus (20% noise tokens) and per-token IL store, trained on by
+    both paths: token-level RHO through the Trainer trains on under a quarter of uniform's noise tokens,
+    and on the noise share the Lightning module trains on, within noise."""
+    from tests.test_language_models import lm_config
+
+    il = train_irreducible(lm_config(tmp_path, "train_irreducible", "trainer.max_steps=60", output="il"))
+    runs = {}
+    for method in ("uniform", "token_reducible_loss"):
+        lightning = train(lm_config(tmp_path, "train", f"selection={method}", output=f"lightning_{method}"))
+        trainer = corpus_trainer(
+            lm_config(tmp_path, "train", f"selection={method}", output=f"hf_{method}"), il["il_store"], use_cpu=True
+        )
+        runs[method] = (lightning, trainer.train().metrics)
+    print({method: (pl["noisy_selected_fraction"], hf["noisy_selected_fraction"]) for method, (pl, hf) in runs.items()})
+    (pl_uniform, hf_uniform), (pl_rho, hf_rho) = runs["uniform"], runs["token_reducible_loss"]
+    assert hf_uniform["tokens_trained"] == pl_uniform["tokens_trained"]
+    assert hf_rho["tokens_trained"] == pl_rho["tokens_trained"]
+    assert hf_uniform["noisy_selected_fraction"] == pytest.approx(0.2, abs=0.05)
+    assert hf_rho["noise_tokens_trained"] < 0.25 * hf_uniform["noise_tokens_trained"]
+    assert hf_rho["noisy_selected_fraction"] == pytest.approx(pl_rho["noisy_selected_fraction"], abs=0.05)
