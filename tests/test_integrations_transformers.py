@@ -351,3 +351,16 @@ def test_a_noisy_corpus_through_the_trainer_reproduces_the_lightning_path(tmp_pa
     assert hf_uniform["noisy_selected_fraction"] == pytest.approx(0.2, abs=0.05)
     assert hf_rho["noise_tokens_trained"] < 0.25 * hf_uniform["noise_tokens_trained"]
     assert hf_rho["noisy_selected_fraction"] == pytest.approx(pl_rho["noisy_selected_fraction"], abs=0.05)
+
+
+@pytest.mark.slow
+def test_the_sft_example_runs_offline(tmp_path: Path) -> None:
+    write_documented_modules(tmp_path / "corpus", count=16)
+    script = Path(__file__).parents[1] / "examples" / "sft_token_rho.py"
+    command = [sys.executable, str(script), "--out", str(tmp_path / "out"), "--source", str(tmp_path / "corpus")]
+    command += ["--steps", "2", "--reference-steps", "2", "--batch-size", "4", "--token-fraction", "0.5"]
+    subprocess.run(command, check=True, capture_output=True, env=_env(), timeout=600)
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["selection"] == "token_reducible_loss" and results["token_share"] == pytest.approx(0.5, abs=0.01)
+    assert results["tokens_trained"] > 0 and results["eval_loss"] > 0
+    assert (tmp_path / "out" / "reference" / "config.json").is_file()

@@ -308,7 +308,7 @@ class RhoLossTrainer(Trainer):
             "tokens_seen": totals.get("tokens_seen", 0),
             "tokens_trained": totals.get("tokens_trained", 0),
             **{key: value for key, value in totals.items() if key.startswith("noise_")},
-            **(self._shares() if totals else {}),
+            **{key: value for key, value in (self._shares() if totals else {}).items() if value is not None},
         }
 
 
