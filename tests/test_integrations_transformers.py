@@ -147,31 +147,48 @@ def test_minus_100_tokens_are_never_selected_nor_counted(tmp_path: Path) -> None
     assert results["token_share"] == pytest.approx(round(0.5 * counted) / counted)
 
 
+def token_run(out: Path, batch: int, accumulation: int) -> tuple[Any, Any]:
+    """Two steps of token-level selection (a quarter of the tokens by loss) on 16 random rows: the
+    recording trainer and its model."""
+    model = tiny_lm()
+    trainer = recording(RhoLossTrainer)(
+        model=model,
+        args=arguments(out, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation),
+        train_dataset=Dataset.from_dict(random_rows(16)),
+        data_collator=SelectionCollator(DataCollatorForLanguageModeling(pad_token_id=0)),
+        selection=SelectionSettings(method="token_loss", token_fraction=0.25),
+    )
+    trainer.train()
+    return trainer, model
+
+
 def test_gradient_accumulation_selects_what_one_twice_larger_batch_selects(tmp_path: Path) -> None:
-    dataset = Dataset.from_dict(random_rows(16))
-    runs = {}
-    for name, batch, accumulation in (("accumulated", 4, 2), ("single", 8, 1)):
-        model = tiny_lm()
-        trainer = recording(RhoLossTrainer)(
-            model=model,
-            args=arguments(
-                tmp_path / name, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation
-            ),
-            train_dataset=dataset,
-            data_collator=SelectionCollator(DataCollatorForLanguageModeling(pad_token_id=0)),
-            selection=SelectionSettings(method="token_loss", token_fraction=0.25),
-        )
-        trainer.train()
-        runs[name] = (trainer.recorded, model)  # type: ignore[attr-defined]
-    accumulated, single = runs["accumulated"][0], runs["single"][0]
-    assert len(accumulated) == 4 and len(single) == 2
-    for step, (mask, _) in enumerate(single):
-        halves = torch.cat([accumulated[2 * step][0], accumulated[2 * step + 1][0]])
+    accumulated, accumulated_model = token_run(tmp_path / "accumulated", batch=4, accumulation=2)
+    single, single_model = token_run(tmp_path / "single", batch=8, accumulation=1)
+    assert len(accumulated.recorded) == 4 and len(single.recorded) == 2
+    for step, (mask, _) in enumerate(single.recorded):
+        halves = torch.cat([accumulated.recorded[2 * step][0], accumulated.recorded[2 * step + 1][0]])
         assert torch.equal(halves, mask)
         # across the step, not per micro-batch: the halves need not hold a quarter each
         assert int(mask.sum()) == round(0.25 * mask.numel())
-    for a, b in zip(runs["accumulated"][1].parameters(), runs["single"][1].parameters(), strict=True):
+    for a, b in zip(accumulated_model.parameters(), single_model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)  # Adam, summation order
+
+
+@pytest.mark.slow
+def test_two_processes_select_what_one_process_with_both_batches_selects(tmp_path: Path) -> None:
+    """DDP on CPU (gloo), launched as a user launches it: each rank's micro-batch gets its part of the
+    choice one process makes over both, and the trained weights agree."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command += ["-m", "tests.hf_ddp_worker", str(tmp_path / "ddp")]
+    subprocess.run(command, check=True, capture_output=True, env=_env(), cwd=Path(__file__).parents[1], timeout=600)
+    ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    single, single_model = token_run(tmp_path / "single", batch=8, accumulation=1)
+    for step, (mask, _) in enumerate(single.recorded):
+        assert torch.equal(torch.cat([rank["recorded"][step][0] for rank in ranks]), mask)
+    assert ranks[0]["results"] == ranks[1]["results"] == single.selection_results()
+    for a, b in zip(ranks[0]["params"], single_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("architecture", ["gpt2", "llama"])
