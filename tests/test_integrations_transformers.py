@@ -233,6 +233,10 @@ def test_a_method_that_needs_il_without_a_source_is_refused(tmp_path: Path) -> N
         RhoLossTrainer(model=tiny_lm(), args=arguments(tmp_path))
     with pytest.raises(Exception, match=r"Methods for causal_lm"):
         RhoLossTrainer(model=tiny_lm(), args=arguments(tmp_path), selection=SelectionSettings(method="entropy"))
+    with pytest.raises(ValueError, match=r"token_fraction must be in \(0, 1\], got 1.5"):
+        SelectionSettings(method="token_loss", token_fraction=1.5).selection_method()
+    with pytest.raises(ValueError, match=r"percent_train must be in \(0, 1\], got 0"):
+        SelectionSettings(method="loss", percent_train=0).selection_method()
 
 
 _MEMORY_PROBE = textwrap.dedent(
@@ -361,6 +365,8 @@ def test_a_noisy_corpus_through_the_trainer_reproduces_the_lightning_path(tmp_pa
             lm_config(tmp_path, "train", f"selection={method}", output=f"hf_{method}"), il["il_store"], use_cpu=True
         )
         runs[method] = (lightning, trainer.train().metrics)
+        logged = [entry for entry in trainer.state.log_history if "selection/noisy_selected_fraction" in entry]
+        assert logged and logged[-1]["selection/noisy_selected_fraction"] == runs[method][1]["noisy_selected_fraction"]
     print({method: (pl["noisy_selected_fraction"], hf["noisy_selected_fraction"]) for method, (pl, hf) in runs.items()})
     (pl_uniform, hf_uniform), (pl_rho, hf_rho) = runs["uniform"], runs["token_reducible_loss"]
     assert hf_uniform["tokens_trained"] == pl_uniform["tokens_trained"]

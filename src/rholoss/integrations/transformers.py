@@ -42,7 +42,14 @@ from rholoss.integrations.causal_losses import (
 )
 from rholoss.integrations.collate import EXTRA_KEY
 from rholoss.integrations.irreducible import IrreducibleLossSource
-from rholoss.selection import TokenSelectionInput, check_applies, get_selection, selected_loss, selection_size
+from rholoss.selection import (
+    TokenSelectionInput,
+    check_applies,
+    check_percent_train,
+    get_selection,
+    selected_loss,
+    selection_size,
+)
 from rholoss.selection.registry import SelectionMethod
 from rholoss.selection.step import score_batch
 from rholoss.tasks import LanguageModeling
@@ -69,6 +76,8 @@ class SelectionSettings:
         check_applies(method, LanguageModeling())
         if method.token_level and not 0.0 < self.token_fraction <= 1.0:
             raise ValueError(f"token_fraction must be in (0, 1], got {self.token_fraction}.")
+        if not method.token_level:
+            check_percent_train(self.percent_train)
         return method
 
 
