@@ -145,10 +145,12 @@ class RhoLossTrainer(Trainer):
 
     def train(self, *args: Any, **kwargs: Any) -> TrainOutput:
         output = super().train(*args, **kwargs)
-        results = {**output.metrics, "global_step": output.global_step, **self.selection_results()}
+        metrics = {**output.metrics, **self.selection_results()}
         if self.is_world_process_zero():
-            atomic_write_json(results, Path(str(self.args.output_dir)) / "results.json")
-        return TrainOutput(output.global_step, output.training_loss, {**output.metrics, **self.selection_results()})
+            atomic_write_json(
+                {**metrics, "global_step": output.global_step}, Path(str(self.args.output_dir)) / "results.json"
+            )
+        return TrainOutput(output.global_step, output.training_loss, metrics)
 
     # --- token level ------------------------------------------------------------------------------
 
