@@ -1,17 +1,7 @@
-"""Target training with online batch selection: python run.py [experiment=...] [selection=...]"""
+"""Target training with online batch selection: python run.py [experiment=...] [selection=...]
+(the same as ``rholoss-train``; the configs are the package's, src/rholoss/configs)."""
 
-import hydra
-from omegaconf import DictConfig
-
-
-@hydra.main(version_base="1.3", config_path="configs", config_name="train")
-def main(cfg: DictConfig) -> None:
-    # Imported here so --help and config errors are instant.
-    from rholoss.pipelines import train
-    from rholoss.sweep import run_job
-
-    run_job(train, cfg)  # in a multirun, a failing job is recorded and the others go on
-
+from rholoss.cli import train
 
 if __name__ == "__main__":
-    main()
+    train()

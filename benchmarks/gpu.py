@@ -51,13 +51,13 @@ def steps_per_second(
         resnet18((3, 32, 32), 10),
         10,
         selection=method,
-        # uniform draws only the n_b points it trains on (as run.py does), so it keeps all of them
-        percent_train=1.0 if method == "uniform" else 0.1,
+        percent_train=0.1,
+        # uniform draws only the n_b points it trains on (as run.py does)
+        draw_only_selected=method == "uniform",
         precision=precision,
         augment=BatchAugment(4) if args.augment else None,
     )
-    module.set_irreducible_losses(il)
-    module.prepare_pool(len(il))
+    module.prepare_pool(len(il), il)
     clock = StepClock(args.warmup)
     trainer = bare_trainer(
         args.warmup + args.steps, clock, accelerator=args.device, devices=1, precision=args.train_precision

@@ -4,9 +4,10 @@ raw-PyTorch loop doing the same math on the same tensors, A/B interleaved.
     python benchmarks/throughput.py [--repeats 5] [--steps 300] [--precision bf16]
 
 The module runs twice: under a bare Trainer (no progress bar, logger or callbacks: what Lightning
-itself costs) and under the trainer ``run.py`` builds at the project's defaults (configs/train.yaml
-with experiment=fmnist_noisy_mlp: progress bar, CSV logger, step checkpoints, validation curve;
-built by ``rholoss.pipelines.parts.trainer_for``), what a user gets without touching a setting.
+itself costs) and under the trainer ``run.py`` builds at the project's defaults
+(src/rholoss/configs/train.yaml with experiment=fmnist_noisy_mlp: progress bar, CSV logger, step
+checkpoints, validation curve; built by ``rholoss.pipelines.parts.trainer_for``), what a user gets
+without touching a setting.
 
 Also times the Lightning reducible_loss run fed by a DataLoader instead of on-device tensors, and
 each data path alone (large batches per second, no model).
@@ -27,11 +28,11 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 
 from rholoss.analysis import markdown_table
 from rholoss.atomic import atomic_write_json
 from rholoss.callbacks import ValCurve
+from rholoss.configs import compose_config
 from rholoss.data import FashionMNISTDataModule
 from rholoss.models import MLP
 from rholoss.modules import OnlineBatchSelection
@@ -40,7 +41,6 @@ from rholoss.selection import selection_size
 
 warnings.filterwarnings("ignore")
 AUTOCAST = {"bf16": torch.bfloat16, "16": torch.float16}
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 def bare_trainer(max_steps: int, clock: pl.Callback, **settings: Any) -> pl.Trainer:
@@ -76,19 +76,18 @@ class StepClock(pl.Callback):
 def default_trainer(method: str, max_steps: int, callbacks: list[pl.Callback], output_dir: Path) -> pl.Trainer:
     """The trainer run.py builds from the composed default configs (only the step budget and the
     output folder changed; CPU, as the raw loop)."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                "experiment=fmnist_noisy_mlp",
-                f"selection={method}",
-                "trainer=cpu",
-                f"trainer.max_steps={max_steps}",
-                "val_every_n_steps=500",
-                f"paths.root_dir={output_dir}",
-                f"paths.output_dir={output_dir}",
-            ],
-        )
+    cfg = compose_config(
+        "train",
+        [
+            "experiment=fmnist_noisy_mlp",
+            f"selection={method}",
+            "trainer=cpu",
+            f"trainer.max_steps={max_steps}",
+            "val_every_n_steps=500",
+            f"paths.root_dir={output_dir}",
+            f"paths.output_dir={output_dir}",
+        ],
+    )
     return trainer_for(cfg, output_dir, callbacks)
 
 
@@ -102,12 +101,12 @@ def lightning_steps_per_second(
         MLP((1, 28, 28), 10),
         10,
         selection=method,
-        # uniform draws only the n_b points it trains on (as run.py does), so it keeps all of them
-        percent_train=1.0 if method == "uniform" else 0.1,
+        percent_train=0.1,
+        # uniform draws only the n_b points it trains on (as run.py does)
+        draw_only_selected=method == "uniform",
         precision=precision,
     )
-    module.set_irreducible_losses(il)
-    module.prepare_pool(len(il), datamodule.corrupted)
+    module.prepare_pool(len(il), il, noise=datamodule.corrupted)
     clock = StepClock(warmup)
     with tempfile.TemporaryDirectory() as output_dir:
         if defaults:

@@ -18,24 +18,20 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from rholoss.analysis import markdown_table, metric_of
 from rholoss.analysis.summary import first_reaching
 from rholoss.atomic import atomic_write_json
+from rholoss.configs import compose_config
 from rholoss.pipelines import train, train_irreducible
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 QUIET = ["trainer.enable_progress_bar=false", "callbacks=none"]
 METHODS = ("uniform", "reducible_loss")
 
 
 def config(name: str, root: Path, output: str, overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(
-            name, overrides=[*QUIET, f"paths.root_dir={root}", f"paths.output_dir={root / output}", *overrides]
-        )
+    return compose_config(name, [*QUIET, f"paths.root_dir={root}", f"paths.output_dir={root / output}", *overrides])
 
 
 def main() -> None:

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+
+from rholoss.configs import CONFIG_DIR as CONFIG_DIR  # the package's configs, for tests that list them
+from rholoss.configs import compose_config
 
 # Tests never download: Hugging Face libraries read these when imported, so set them before any test does.
 for _variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -18,14 +20,8 @@ for _variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = ROOT / "configs"
 # Quiet, CPU-only, no network: every composed test config gets these first.
 QUIET = ["trainer.enable_progress_bar=false", "callbacks=none", "logger=csv", "trainer.accelerator=cpu"]
-
-
-def compose_config(config_name: str, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name, overrides=overrides, return_hydra_config=return_hydra_config)
 
 
 def config_in(root: Path, config_name: str, *overrides: str, output: str = "run") -> DictConfig:
@@ -61,14 +57,14 @@ def one_thread() -> Iterator[None]:
 @pytest.fixture
 def selected(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
     """Every step's selected pool indices, in order (for the resume and same-seed tests)."""
-    from rholoss.modules import OnlineBatchSelection  # imported here: most tests never train
+    from rholoss.methods import SelectionDiagnostics  # imported here: most tests never train
 
     record: list[torch.Tensor] = []
-    log_statistics = OnlineBatchSelection._log_selection_statistics
+    count = SelectionDiagnostics.record
 
-    def recording(self, index, selection, scored, loss) -> None:
-        record.append(index[selection.positions].cpu())
-        log_statistics(self, index, selection, scored, loss)
+    def recording(self, trained, token_mask=None) -> None:
+        record.append(trained.cpu())
+        count(self, trained, token_mask)
 
-    monkeypatch.setattr(OnlineBatchSelection, "_log_selection_statistics", recording)
+    monkeypatch.setattr(SelectionDiagnostics, "record", recording)
     return record

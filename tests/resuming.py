@@ -33,3 +33,27 @@ def kill_at(step: int = KILL_AT) -> list[str]:
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     """The model weights in ``run_dir``'s last checkpoint."""
     return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+
+
+class KillScoringAt(pl.Callback):
+    """Stands in for a job preempted while the IL stage scores its pool: fails at the end of the
+    ``shard``-th prediction that scored anything, before that shard is saved."""
+
+    def __init__(self, shard: int) -> None:
+        self.shard, self.scored = shard, 0
+
+    def on_predict_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.in_shard = True
+
+    def on_predict_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.in_shard = False
+
+    def on_predict_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.scored += self.in_shard
+        if self.scored == self.shard:
+            raise RuntimeError(f"killed while scoring shard {self.shard}")
+
+
+def kill_scoring_at(shard: int) -> list[str]:
+    """Overrides that add :class:`KillScoringAt` to an IL run's callbacks."""
+    return [f"+callbacks.kill._target_={KillScoringAt.__module__}.KillScoringAt", f"+callbacks.kill.shard={shard}"]

@@ -10,7 +10,7 @@ import pytest
 from rholoss.config_check import UnknownConfigKeyError
 from rholoss.pipelines import train, train_irreducible
 from tests.conftest import synthetic_config
-from tests.test_cli import run
+from tests.pipelines.test_cli import run
 
 
 @pytest.mark.parametrize(

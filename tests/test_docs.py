@@ -163,13 +163,13 @@ def test_checks_catch_wrong_names_and_links(tmp_path: Path) -> None:
         "Use `datamodule=fashion_mnist` or `sweep=method`.\n\n"
         "| `model=` | what |\n|---|---|\n| `mlp` | ok |\n| `resnet19` | wrong |\n\n"
         "| experiment pair | steps |\n|---|---|\n| `qmnist_mlp_irred` / `_mian` | 1 |\n\n"
-        "| group | options | notes |\n|---|---|---|\n| `logger` | `csv`, `wandb`, `tensorboard` | `x` |\n"
+        "| group | options | notes |\n|---|---|---|\n| `logger` | `csv`, `wandb`, `neptune` | `x` |\n"
         "| `hydra` | `default`; `hydra/launcher`: `slurm_example`, `slurm` | |\n"
     )
     assert missing_configs(text) == [
         "experiment=qmnist_mlp_mian",
         "hydra/launcher=slurm",
-        "logger=tensorboard",
+        "logger=neptune",
         "model=mlpp",
         "model=resnet19",
         "selection=reducible_los",

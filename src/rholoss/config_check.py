@@ -8,8 +8,9 @@ the composed config is read when
   group option or experiment defines them), or
 - it sits in a node that is instantiated (``_target_``) and the target's signature takes it
   (Trainer arguments, a model's or datamodule's keyword, a logger's option), or
-- it is a ``selection`` key the training module reads or the configured selection function takes
-  (e.g. ``temperature`` for reducible_loss_sampled; not for a function without that option).
+- it is a ``selection`` key that the base config sets for every method, that the configured method
+  class takes or that its rule takes (e.g. ``temperature`` for reducible_loss_sampled; not for a rule
+  without that option).
 
 Checked against the real signatures, so every addition the code would accept still runs.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,31 +30,31 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from rholoss.config_dict import config_dict
-from rholoss.selection import get_selection
+from rholoss.configs import CONFIG_DIR
+from rholoss.methods import selection_keys
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # Keys Hydra's instantiate reads itself.
 _INSTANTIATE_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 # Bases whose __init__ takes **kwargs but reads none: a subclass's **kwargs passed to them is unread.
 _KEYWORDLESS_BASES = (pl.LightningDataModule, pl.LightningModule, torch.nn.Module)
-# Parameters of a selection function that are not options: the batch and the number to keep.
-_SELECTION_ARGUMENTS = {"batch", "k"}
 
 
 class UnknownConfigKeyError(ValueError):
     """The config holds keys that nothing reads."""
 
 
-def check_config(cfg: DictConfig, selection_keys: Iterable[str] = ()) -> None:
+def check_config(cfg: DictConfig) -> None:
     """Raise :class:`UnknownConfigKeyError` naming every key of ``cfg`` that nothing reads, each
-    with the closest key that would be read there. ``selection_keys``: the ``selection`` keys the
-    stage reads itself; the rest of ``selection`` must be options of the selection function."""
+    with the closest key that would be read there. The ``selection`` keys must be set by the base
+    config for every method, or be taken by the method class or by its rule."""
     container = config_dict(cfg, resolve=False)
     container.pop("hydra", None)  # Hydra's own, when composed with it
     selection = container.pop("selection", None)
     unknown = list(_unknown(container, defined_keys(CONFIG_DIR), ""))
+    options: set[str] = set()
     if isinstance(selection, dict):
-        read = set(selection_keys) | _selection_options(str(selection.get("name")))
+        takes, options = selection_keys(selection)
+        read = takes | options | base_selection_keys()
         unknown += [(f"selection.{key}", _closest(key, read, "selection.")) for key in selection if key not in read]
     if not unknown:
         return
@@ -61,8 +62,8 @@ def check_config(cfg: DictConfig, selection_keys: Iterable[str] = ()) -> None:
         f"  {path}" + (f" (did you mean {closest}?)" if closest else " (no similar key)") for path, closest in unknown
     ]
     if isinstance(selection, dict) and any(path.startswith("selection.") for path, _ in unknown):
-        options = sorted(_selection_options(str(selection.get("name"))))
-        lines.append(f"  (the selection function {selection.get('name')} takes {', '.join(options) or 'no options'})")
+        name = selection.get("name") or selection.get("_target_")
+        lines.append(f"  (the selection function {name} takes {', '.join(sorted(options)) or 'no options'})")
     raise UnknownConfigKeyError(
         "These config keys are read by nothing (a typo, or a key added with + that no config or "
         "signature takes):\n" + "\n".join(lines) + "\nFix the spelling or remove them (python run.py --cfg job "
@@ -160,9 +161,10 @@ def _keywords(function: Any, named_only: bool = False) -> set[str] | None:
     return {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
-def _selection_options(name: str) -> set[str]:
-    """The keyword options the selection function ``name`` takes."""
-    method = get_selection(name)
-    function = method.select_tokens or method.select  # a token-level method's options: select_tokens'
-    parameters = inspect.signature(function).parameters.values()
-    return {p.name for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD} - _SELECTION_ARGUMENTS
+@functools.cache
+def base_selection_keys() -> frozenset[str]:
+    """The ``selection`` keys the target stage's base config (train.yaml) sets for every method: a
+    method that does not take one of them runs without it."""
+    base = OmegaConf.load(CONFIG_DIR / "train.yaml")
+    node = base.get("selection") if isinstance(base, DictConfig) else None
+    return frozenset(str(key) for key in node or {})

@@ -3,8 +3,9 @@
     python -m rholoss.quickstart
 
 trains the IL model on the holdout split of Fashion-MNIST (10% label noise on the pool), writes the
-IL store, trains the target model with each method through ``run.py`` (a Hydra multirun) and
-prints a table of the results. Extra arguments are passed to both stages as Hydra overrides.
+IL store, trains the target model with each method (a Hydra multirun) and prints a table of the
+results, each stage run as ``python -m rholoss <stage>`` (the console scripts' code) in its own
+process, from the current folder. Extra arguments are passed to both stages as Hydra overrides.
 """
 
 from __future__ import annotations
@@ -19,14 +20,6 @@ from pathlib import Path
 from rholoss.analysis import load_results, method_table
 
 
-def repo_root() -> Path:
-    """The checkout holding run.py and configs/: the working directory or this file's checkout."""
-    for candidate in (Path.cwd(), *Path(__file__).resolve().parents):
-        if (candidate / "run.py").is_file() and (candidate / "configs").is_dir():
-            return candidate
-    raise SystemExit("Run the quickstart from the rholoss checkout (the folder with run.py and configs/).")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=Path("outputs/quickstart"), help="where the runs go")
@@ -35,17 +28,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both stages, e.g. seed=1")
     args = parser.parse_args(argv)
 
-    root, output = repo_root(), args.output.resolve()
+    output = args.output.resolve()
     store = output / "irreducible" / "il_store.pt"
     common = [f"experiment={args.experiment}", f"irreducible.path={store}", *args.overrides]
     started = time.perf_counter()
     stages = [
-        [sys.executable, "run_irreducible.py", *common, f"hydra.run.dir={output / 'irreducible'}"],
-        [sys.executable, "run.py", "-m", *common, f"selection={args.methods}", f"hydra.sweep.dir={output / 'targets'}"],
+        ["irreducible", *common, f"hydra.run.dir={output / 'irreducible'}"],
+        ["train", "-m", *common, f"selection={args.methods}", f"hydra.sweep.dir={output / 'targets'}"],
     ]
-    for command in stages:
-        print("$", " ".join(command[1:]), flush=True)
-        subprocess.run(command, cwd=root, check=True)
+    for stage in stages:
+        print("$ python -m rholoss", " ".join(stage), flush=True)
+        subprocess.run([sys.executable, "-m", "rholoss", *stage], check=True)
 
     il = json.loads((output / "irreducible" / "results.json").read_text())
     print(f"\nIL model: val accuracy {il['val_acc']:.4f}, store {il['il_store']}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -45,12 +46,12 @@ def run_job(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
 
 
 def record_failure(output_dir: Path, cfg: DictConfig, error: BaseException) -> Path:
-    """Write the failed job's ``results.json``: what it was (task, selection, seed, overrides) and
+    """Write the failed job's ``results.json``: what it was (stage, selection, seed, overrides) and
     the error with its traceback."""
     selection = cfg.get("selection")
     record = {
         "status": FAILED,
-        "task": cfg.get("task_name"),
+        "stage": cfg.get("stage"),
         "selection": selection.get("name") if selection is not None else None,
         "seed": cfg.get("seed"),
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
@@ -89,8 +90,8 @@ def _in_multirun() -> bool:
 
 
 def _end_wandb_run() -> None:
-    """A job that failed mid-training leaves its wandb run open; the next job must start its own."""
-    import wandb
-
-    if wandb.run is not None:
+    """A job that failed mid-training leaves its wandb run open; the next job must start its own.
+    Without wandb imported (not installed, or no wandb logger) no run is open."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
         wandb.run.finish(exit_code=1)

@@ -1,4 +1,5 @@
-"""python -m rholoss.analysis <run or sweep folder> [--output DIR] [--targets 0.8,0.85] [--wandb]
+"""rholoss-analysis <run or sweep folder> [--output DIR] [--targets 0.8,0.85] [--wandb]
+(also python -m rholoss.analysis)
 
 Prints the speedup table (Markdown) and writes summary.json, summary.md and the figures (PNG + PDF)
 into <folder>/analysis unless --output says otherwise.
@@ -10,6 +11,8 @@ import argparse
 from pathlib import Path
 
 from rholoss.analysis.report import analyze, log_to_wandb
+from rholoss.cli import stage_command
+from rholoss.loggers import require_package
 
 
 def _accuracies(text: str) -> list[float]:
@@ -21,9 +24,9 @@ def _accuracies(text: str) -> list[float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m rholoss.analysis", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=stage_command("analysis"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("folder", type=Path, help="a run.py run or sweep folder (searched recursively)")
+    parser.add_argument("folder", type=Path, help="a target run or sweep folder (searched recursively)")
     parser.add_argument(
         "--output", type=Path, help="where summary.json and the figures go (default: <folder>/analysis)"
     )
@@ -35,8 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     try:
+        if args.wandb:  # checked before the figures are drawn
+            require_package("wandb", "wandb", "--wandb")
         summary = analyze(args.folder, args.output, args.targets, figures=not args.no_figures)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, ModuleNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
     print(summary["markdown"])
     output = args.output or args.folder / "analysis"

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from rholoss.analysis.logs import read_logged
 from rholoss.analysis.summary import summary_metric
-from rholoss.analysis.tables import read_logged
 from rholoss.atomic import atomic_write
 
 SCORE_SHARE = "selection/top20_score_share"

@@ -11,6 +11,7 @@ from rholoss.analysis.plots import draw_all
 from rholoss.analysis.summary import speedup_markdown, summarize, targets_markdown
 from rholoss.analysis.tables import load_results
 from rholoss.atomic import atomic_write_json, atomic_write_text
+from rholoss.loggers import require_package
 from rholoss.sweep import failed_jobs
 
 
@@ -26,7 +27,7 @@ def analyze(
     if not runs:
         raise FileNotFoundError(
             f"No target run's results.json under {folder}: point to a run.py run or sweep folder "
-            "(outputs/train/multirun/<date> by default)."
+            "(outputs/target/multirun/<date> by default)."
         )
     summary = summarize(runs, targets)
     summary["folder"] = str(folder)
@@ -45,6 +46,7 @@ def analyze(
 def log_to_wandb(summary: dict[str, Any], project: str = "rholoss", directory: Path | None = None) -> Path:
     """Log the figures and the speedup table as one wandb run (job type ``analysis``), offline unless
     ``WANDB_MODE`` says otherwise; return the run's folder (``wandb sync`` it later when offline)."""
+    require_package("wandb", "wandb", "Logging the analysis to W&B")
     import wandb
 
     directory = Path(directory or Path(summary["folder"]) / "analysis")

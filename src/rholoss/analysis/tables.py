@@ -1,8 +1,7 @@
-"""Reading runs: their results.json records, validation curves and CSV logs."""
+"""Reading runs: their results.json records and validation curves (their logs: rholoss.analysis.logs)."""
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -65,14 +64,3 @@ def method_table(runs: Sequence[dict[str, Any]]) -> str:
     steps_header = f"steps to uniform's final val {short} ({_fmt(target)})"
     header = ["method", "seed", f"test {short}", f"best val {short}", steps_header, "noisy selected"]
     return markdown_table(header, rows)
-
-
-def read_logged(run_dir: Path, name: str) -> list[tuple[int, float]]:
-    """``(step, value)`` rows of one logged metric from a run's CSV log (``csv/metrics.csv``), in
-    step order; empty when the run has no CSV log or never logged ``name``."""
-    path = Path(run_dir) / "csv" / "metrics.csv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as file:
-        rows = [(int(row["step"]), float(row[name])) for row in csv.DictReader(file) if row.get(name)]
-    return sorted(rows)

@@ -127,10 +127,24 @@ class SplitDataModule(pl.LightningDataModule):
         self.shuffle_seed = int(torch.randint(0, 2**62, (1,)))
 
     @property
-    def has_label_noise(self) -> bool:
+    def has_noise(self) -> bool:
         """Whether noise was put into the pool (``corrupted`` then says where); a subclass that adds
         noise says so."""
         return False
+
+    def pool_noise(self) -> Tensor | None:
+        """Where the pool's noise is, for counting what training spent on it: ``[N]`` per point
+        (corrupted labels), or ``[N, T]`` per target token for sequences; None for a clean pool."""
+        return self.corrupted if self.has_noise else None
+
+    @property
+    def sequence_length(self) -> int | None:
+        """Tokens per point when points are sequences (a language-model corpus); None otherwise."""
+        return None
+
+    def noise_settings(self) -> str:
+        """The settings that put noise into the pool, as a user would write them."""
+        return f"label_noise={getattr(self, 'label_noise', None)}"
 
     def model_kwargs(self) -> dict[str, Any]:
         """What a model needs to know about the inputs beyond ``input_shape`` and ``num_classes``
@@ -409,7 +423,7 @@ class PoolDataModule(SplitDataModule):
         return IndexedDataset(source, indices, labels, self.eval_transform)
 
     @property
-    def has_label_noise(self) -> bool:
+    def has_noise(self) -> bool:
         return self.label_noise > 0
 
     def train_augmentation(self) -> BatchAugment | None:

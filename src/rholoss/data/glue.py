@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from rholoss.data.datamodule import PoolDataModule, Sources
-from rholoss.data.text import NLP_EXTRA_HINT, PadToLongest, TokenizedTexts, hub_offline, load_tokenizer, tokenize
+from rholoss.data.hf_text import NLP_EXTRA_HINT, PadToLongest, TokenizedTexts, hub_offline, load_tokenizer, tokenize
 
 HF_DATASET = "nyu-mll/glue"
 

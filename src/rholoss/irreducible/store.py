@@ -86,6 +86,33 @@ class IrreducibleLossStore:
             raise StoreError(f"{path} holds {len(self.losses)} losses for a pool of {fingerprint['pool_size']}. {_FIX}")
 
 
+class PointLossWriter:
+    """Collects the IL of every pool point, batch by batch as the pool is scored, and saves the store
+    (atomically) on a clean exit of its ``with`` block, once every point has one; the per-point
+    counterpart of :class:`~rholoss.irreducible.token_store.TokenLossWriter`, with the same verbs."""
+
+    def __init__(self, path: Path, fingerprint: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+        self.path, self.fingerprint, self.metadata = Path(path), fingerprint, metadata or {}
+        self.losses = torch.full((int(fingerprint["pool_size"]),), float("nan"))
+
+    def write(self, index: Tensor, losses: Tensor) -> None:
+        """The IL ``[B]`` of pool points ``index``."""
+        self.losses[index.cpu()] = losses.detach().float().cpu()
+
+    def __enter__(self) -> PointLossWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is not None:
+            return
+        missing = int(torch.isnan(self.losses).sum())
+        if missing:
+            raise StoreError(
+                f"{missing} of {len(self.losses)} pool points got no irreducible loss: {self.path} not written."
+            )
+        IrreducibleLossStore(self.losses, self.fingerprint, self.metadata).save(self.path)
+
+
 def check_fingerprint(expected: dict[str, Any], found: dict[str, Any], path: Path | str) -> None:
     """Refuse a store made for other data, naming every setting that differs."""
     differences = fingerprint_differences(expected, found)

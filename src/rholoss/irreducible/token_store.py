@@ -88,7 +88,7 @@ class TokenLossWriter:
     def _write(self, position: int, values: np.ndarray) -> None:
         os.pwrite(self.fd, np.ascontiguousarray(values, dtype=np.float16).tobytes(), self.offset + 2 * position)
 
-    def write_windows(self, index: Tensor, losses: Tensor) -> None:
+    def write(self, index: Tensor, losses: Tensor) -> None:
         """The IL model's per-token losses ``[B, seq_len]`` on pool windows ``index`` (loss ``t`` of a
         row: on predicting the window's target ``t``). Runs of consecutive windows (a pool loader's
         batches) are one write each."""

@@ -16,7 +16,7 @@ from rholoss.models.inception import CifarInceptionV3
 from rholoss.models.mlp import MLP
 from rholoss.models.mobilenet import CifarMobileNetV2
 from rholoss.models.resnet import CifarResNet, resnet18, resnet34, resnet50
-from rholoss.models.text import SequenceClassifier
+from rholoss.models.sequence_classifier import SequenceClassifier
 from rholoss.models.timm_models import timm_model
 from rholoss.models.torchvision_models import torchvision_model
 from rholoss.models.torchvision_resnet import torchvision_resnet18, torchvision_resnet50

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from rholoss.data.text import missing_weights, require_nlp
+from rholoss.data.hf_text import missing_weights, require_nlp
 
 
 class CausalLM(nn.Module):

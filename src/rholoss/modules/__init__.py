@@ -1,7 +1,6 @@
 """LightningModules: SupervisedModule (the IL model) and OnlineBatchSelection (the target model)."""
 
 from rholoss.modules.online_selection import OnlineBatchSelection
-from rholoss.modules.proxy import EntropyProxy, max_entropy_coreset
-from rholoss.modules.supervised import SupervisedModule
+from rholoss.modules.supervised import SupervisedModule  # first: the selection methods build on it
 
-__all__ = ["EntropyProxy", "OnlineBatchSelection", "SupervisedModule", "max_entropy_coreset"]
+__all__ = ["OnlineBatchSelection", "SupervisedModule"]

@@ -30,7 +30,7 @@ class SupervisedModule(pl.LightningModule):
         super().__init__()
         self.task = as_task(task)
         # The init arguments of this class or a subclass (selection settings), less the objects.
-        self.save_hyperparameters(ignore=["model", "optimizer", "augment", "task"])
+        self.save_hyperparameters(ignore=["model", "optimizer", "augment", "task", "selection", "diagnostics"])
         self.hparams.update(task=self.task.name, num_outputs=self.task.num_outputs)
         self.model = model
         self.optimizer_factory = optimizer or torch.optim.AdamW

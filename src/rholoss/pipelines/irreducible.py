@@ -5,25 +5,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor
 
 from rholoss.callbacks import ValCurve
 from rholoss.config_check import check_config
 from rholoss.data import SplitDataModule
 from rholoss.data.splits import pool_halves, seeded_fraction
-from rholoss.irreducible import IrreducibleLossStore, TokenLossWriter, store_path
+from rholoss.irreducible import store_path
 from rholoss.modules import SupervisedModule
 from rholoss.pipelines.parts import (
     close_loggers,
@@ -37,6 +34,7 @@ from rholoss.pipelines.parts import (
     trainer_for,
     write_results,
 )
+from rholoss.pipelines.scoring import Scorer, score_pool
 from rholoss.tasks import Task
 
 # How the IL model(s) are trained: on the holdout split, or on two halves of the pool (no holdout).
@@ -116,8 +114,14 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         "run_dir": str(output_dir),
     }
     trainer = models[0].trainer
-    # Every rank scores the whole pool; one writes.
-    mean_irreducible_loss = _write_store(task, datamodule, scorers, path, metadata, trainer.is_global_zero)
+    scoring = score_pool(
+        [Scorer(model.module, model.trainer, model.best_checkpoint, positions) for model, positions in scorers],
+        datamodule,
+        path,
+        metadata,
+        token_store=task.token_level,
+        shard_size=int(cfg.irreducible.shard_size),
+    )
     wall_seconds = time.perf_counter() - started
     for model in models:
         close_loggers(model.trainer)
@@ -132,7 +136,9 @@ def train_irreducible(cfg: DictConfig) -> dict[str, Any]:
         "best_checkpoint": models[0].best_checkpoint if len(models) == 1 else None,
         "il_models": metadata["il_models"],
         "steps": sum(m.trainer.global_step for m in models),
-        "mean_irreducible_loss": mean_irreducible_loss,
+        "mean_irreducible_loss": scoring.mean_loss,
+        "scored_by_rank": scoring.scored_by_rank,
+        "resumed_points": scoring.resumed_points,
         "wall_seconds": round(wall_seconds, 3),
         "resumed_from": resumed_from,
         "dataset": datamodule.fingerprint,
@@ -198,79 +204,3 @@ def _fit_il_model(
     trained_on = len(datamodule.split(datamodule.train_split)) if positions is None else len(positions)
     log.info("IL model %s: trained on %d points, val %s %.4f", name, trained_on, task.metric_label, val_score)
     return FittedILModel(name, module, trainer, best, val_score, val_curve.points, trained_on)
-
-
-def _write_store(
-    task: Task,
-    datamodule: SplitDataModule,
-    scorers: list[tuple[FittedILModel, Tensor | None]],
-    path: Path,
-    metadata: dict[str, Any],
-    write: bool,
-) -> float:
-    """Score the pool with the IL models (each on its positions; None: the whole pool) and write the
-    store when ``write``: per point, or streamed window by window per token, so RAM stays bounded
-    for any corpus. Returns the mean IL over the pool's points."""
-    if task.token_level:
-        fingerprint = datamodule.fingerprint
-        writer = (
-            TokenLossWriter(path, fingerprint["pool_tokens"], fingerprint["seq_len"], fingerprint, metadata)
-            if write
-            else None
-        )
-        sums: list[Tensor] = []
-
-        def write_windows(index: Tensor, token_losses: Tensor) -> None:
-            if writer is not None:
-                writer.write_windows(index, token_losses)
-            sums.append(token_losses.float().mean(1).sum())
-
-        with writer or nullcontext():
-            for model, positions in scorers:
-                _predict_pool(model, datamodule, positions, write_windows)
-        return float(sum(sums)) / len(datamodule.split("pool"))
-    losses = torch.full((len(datamodule.split("pool")),), float("nan"))
-
-    def fill(index: Tensor, loss: Tensor) -> None:
-        losses[index.cpu()] = loss.float().cpu()
-
-    for model, positions in scorers:
-        _predict_pool(model, datamodule, positions, fill)
-    missing = int(torch.isnan(losses).sum())
-    if missing:
-        raise RuntimeError(f"{missing} pool points got no irreducible loss.")
-    if write:
-        IrreducibleLossStore(losses, datamodule.fingerprint, metadata).save(path)
-    return float(losses.mean())
-
-
-class _PoolScores(BasePredictionWriter):
-    """Hands each predicted batch to ``sink`` as it comes, instead of keeping them all."""
-
-    def __init__(self, sink: Callable[[Tensor, Tensor], None]) -> None:
-        super().__init__(write_interval="batch")
-        self.sink = sink
-
-    def write_on_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, *args: Any
-    ) -> None:
-        self.sink(*prediction)
-
-
-def _predict_pool(
-    model: FittedILModel, datamodule: SplitDataModule, positions: Tensor | None, sink: Callable[[Tensor, Tensor], None]
-) -> None:
-    """Give ``sink`` each ``(index, loss)`` batch of the IL model (its best weights) on the pool, or on
-    its points at ``positions``: per point, or per token ``[B, T]`` for sequences."""
-    scores = _PoolScores(lambda index, loss: sink(index.cpu(), loss.detach().cpu()))
-    trainer = model.trainer
-    trainer.callbacks.append(scores)  # type: ignore[attr-defined]  # set on the Trainer by a Lightning connector: mypy cannot see it
-    try:
-        trainer.predict(
-            model.module,
-            dataloaders=datamodule.pool_dataloader(positions),
-            ckpt_path=model.best_checkpoint,
-            return_predictions=False,
-        )
-    finally:
-        trainer.callbacks.remove(scores)  # type: ignore[attr-defined]  # set on the Trainer by a Lightning connector: mypy cannot see it

@@ -1,5 +1,5 @@
 """What both stages are built from: the run folder, the task, data, model and trainer a config names,
-resuming, the results file, and the run_irreducible.py command a target run's data needs."""
+resuming, the results file, and the stage-one command a target run's data needs."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ from pytorch_lightning.strategies import DDPStrategy
 import rholoss
 from rholoss.atomic import atomic_write_json, atomic_write_text
 from rholoss.callbacks import CheckpointError, StepCheckpoint, requeued_run, resolve_resume
+from rholoss.cli import stage_command
 from rholoss.config_dict import config_dict
 from rholoss.data import SplitDataModule
+from rholoss.loggers import prepare_loggers
 from rholoss.models.factory import build_model_for
 from rholoss.tasks import Task
 
@@ -38,10 +40,16 @@ warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).
 warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
 # The IL stage's pool scores carry their own indices; Lightning's writer callback needs none.
 warnings.filterwarnings("ignore", message=".*Couldn't infer the batch indices.*")
+# A rank with no shard left to score predicts on nothing, so that the ranks stay in step.
+warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
 
 
 # Overrides that change which pool a run sees, and so which IL store it needs.
 _DATA_OVERRIDE_ROOTS = ("experiment", "task", "datamodule", "paths")
+
+
+# Loggers writing into <run folder>/<name>/<version>: one version per model of a run.
+_FOLDER_LOGGERS = ("CSVLogger", "TensorBoardLogger")
 
 
 # Settings a resumed run must share with the run it continues (the step budget may change).
@@ -49,16 +57,17 @@ _RESUME_MUST_MATCH = ("seed", "task", "datamodule", "model", "selection", "optim
 
 
 def irreducible_command() -> str:
-    """The run_irreducible.py command that makes the IL store this run's data needs."""
+    """The stage-one command (``rholoss-irreducible`` or ``python run_irreducible.py``, as this run
+    was started) that makes the IL store this run's data needs."""
     try:
         overrides = list(HydraConfig.get().overrides.task)
     except ValueError:  # composed without @hydra.main (tests, notebooks)
         overrides = []
-    return " ".join(["python run_irreducible.py", *map(shlex.quote, irreducible_overrides(overrides))])
+    return " ".join([stage_command("irreducible"), *map(shlex.quote, irreducible_overrides(overrides))])
 
 
 def irreducible_overrides(overrides: list[str]) -> list[str]:
-    """The overrides of a target run that decide its pool, as run_irreducible.py takes them. A paper
+    """The overrides of a target run that decide its pool, as stage one takes them. A paper
     experiment split into ``<name>_main`` (target) and ``<name>_irred`` (IL model, its own settings)
     maps to the ``_irred`` one: both describe the same pool."""
     kept = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in _DATA_OVERRIDE_ROOTS]
@@ -81,6 +90,7 @@ def code_version() -> dict[str, str | None]:
 
 def start_run(cfg: DictConfig) -> Path:
     _check_accelerator(str(cfg.trainer.get("accelerator", "auto")))
+    prepare_loggers(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), output_dir / "config_resolved.yaml")
@@ -122,9 +132,9 @@ def model_for(cfg: DictConfig, datamodule: SplitDataModule, task: Task) -> torch
 
 def trainer_for(cfg: DictConfig, output_dir: Path, callbacks: list[pl.Callback], part: str | None = None) -> pl.Trainer:
     """``part`` names one of several models trained in one run (the two IL models of ``two_halves``):
-    its CSV log and step checkpoints get their own subfolder instead of overwriting the other's."""
+    its CSV or TensorBoard log and step checkpoints get their own subfolder instead of overwriting the other's."""
     loggers = [
-        instantiate(c, **({"version": part} if part and c.get("_target_", "").endswith("CSVLogger") else {}))
+        instantiate(c, **({"version": part} if part and c.get("_target_", "").endswith(_FOLDER_LOGGERS) else {}))
         for c in (cfg.get("logger") or {}).values()
     ]
     extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
@@ -141,7 +151,7 @@ def trainer_for(cfg: DictConfig, output_dir: Path, callbacks: list[pl.Callback],
         raise ValueError(
             f"trainer.strategy={cfg.trainer.strategy} broadcasts rank 0's module buffers at every step, which "
             "would overwrite each rank's selection statistics: use trainer=ddp (DDP with broadcast_buffers=false), "
-            "e.g. python run.py trainer=ddp trainer.devices=2."
+            f"e.g. {stage_command('train')} trainer=ddp trainer.devices=2."
         )
     return trainer
 

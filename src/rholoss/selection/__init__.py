@@ -5,7 +5,7 @@ from rholoss.selection import functions as _functions  # noqa: F401  (registers 
 from rholoss.selection.registry import (
     Selection,
     SelectionInput,
-    SelectionMethod,
+    SelectionRule,
     TokenSelectionInput,
     UnknownSelectionError,
     check_applies,
@@ -15,6 +15,7 @@ from rholoss.selection.registry import (
     register,
     register_score,
     register_token_score,
+    rule_of,
     selection_size,
 )
 from rholoss.selection.step import select_batch, selected_loss, selection_statistics
@@ -22,7 +23,7 @@ from rholoss.selection.step import select_batch, selected_loss, selection_statis
 __all__ = [
     "Selection",
     "SelectionInput",
-    "SelectionMethod",
+    "SelectionRule",
     "TokenSelectionInput",
     "UnknownSelectionError",
     "check_applies",
@@ -32,6 +33,7 @@ __all__ = [
     "register",
     "register_score",
     "register_token_score",
+    "rule_of",
     "select_batch",
     "selected_loss",
     "selection_size",

@@ -105,9 +105,9 @@ ScoreFn = Callable[..., Tensor]  # (batch, **options) -> Tensor[n_B]
 
 
 @dataclass(frozen=True)
-class SelectionMethod:
-    """A registered function and what it needs: the module computes only that (no forward pass for
-    ``uniform``, MC-dropout passes only for methods with ``mc_samples``).
+class SelectionRule:
+    """A registered scoring rule and what it needs: the method running it computes only that (no
+    forward pass for ``uniform``, MC-dropout passes only for rules with ``mc_samples``).
 
     ``needs_forward``: the current model's per-point loss (or outputs) on the large batch, which
     every task gives. ``needs_class_logits``: the outputs must be class logits (entropy, gradient
@@ -145,11 +145,11 @@ class UnknownSelectionError(KeyError):
         return str(self.args[0])
 
 
-_REGISTRY: dict[str, SelectionMethod] = {}
+_REGISTRY: dict[str, SelectionRule] = {}
 
 
 def register(
-    name: str,
+    name: str | None = None,
     *,
     needs_forward: bool = True,
     needs_class_logits: bool = False,
@@ -159,15 +159,15 @@ def register(
     needs_coreset: bool = False,
     default_stale_every: int | None = None,
 ) -> Callable[[SelectFn], SelectFn]:
-    """Register ``fn(batch, k, **options) -> Selection`` under ``name``; ``options`` are the
-    function's own keys from the ``selection`` config (e.g. ``temperature``)."""
+    """Register ``fn(batch, k, **options) -> Selection`` under ``name`` (default: the function's
+    import path, so a function in any package can be registered and named by ``selection._target_``);
+    ``options`` are the function's own keys from the ``selection`` config (e.g. ``temperature``)."""
 
     def decorator(fn: SelectFn) -> SelectFn:
-        if name in _REGISTRY:
-            raise ValueError(f"A selection function named {name!r} is already registered.")
+        rule_name = _claim(name, fn)
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = SelectionMethod(
-            name,
+        _REGISTRY[rule_name] = SelectionRule(
+            rule_name,
             fn,
             needs_forward,
             needs_irreducible,
@@ -185,7 +185,7 @@ def register(
 
 
 def register_score(
-    name: str,
+    name: str | None = None,
     *,
     needs_forward: bool = True,
     needs_class_logits: bool = False,
@@ -202,6 +202,7 @@ def register_score(
 
         select_top.__doc__ = score.__doc__
         select_top.__wrapped__ = score  # type: ignore[attr-defined]  # inspect.signature: the score's options
+        select_top.__module__, select_top.__qualname__ = score.__module__, score.__qualname__
         register(
             name,
             needs_forward=needs_forward,
@@ -210,6 +211,7 @@ def register_score(
             needs_mc_samples=needs_mc_samples,
             default_stale_every=default_stale_every,
         )(select_top)
+        score.__rholoss_rule__ = select_top.__rholoss_rule__  # type: ignore[attr-defined]
         return score
 
     return decorator
@@ -218,7 +220,9 @@ def register_score(
 TokenScoreFn = Callable[..., Tensor]  # (batch: TokenSelectionInput, **options) -> Tensor[B, T]
 
 
-def register_token_score(name: str, *, needs_irreducible: bool = False) -> Callable[[TokenScoreFn], TokenScoreFn]:
+def register_token_score(
+    name: str | None = None, *, needs_irreducible: bool = False
+) -> Callable[[TokenScoreFn], TokenScoreFn]:
     """Register a token-level method: ``score(batch, **options) -> Tensor[B, T]`` scores each token of
     a training batch, and the step trains on the ``token_fraction`` of the batch's tokens with the
     highest scores (RHO-1's selective language modelling, for ``loss - IL``). Applies only to tasks
@@ -230,12 +234,11 @@ def register_token_score(name: str, *, needs_irreducible: bool = False) -> Calla
             return top_token_mask(scores, token_fraction)
 
         select_tokens.__doc__ = score.__doc__
-        if name in _REGISTRY:
-            raise ValueError(f"A selection function named {name!r} is already registered.")
+        rule_name = _claim(name, score)
         doc = (score.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = SelectionMethod(
-            name,
-            _points_of_token_level(name),
+        _REGISTRY[rule_name] = SelectionRule(
+            rule_name,
+            _points_of_token_level(rule_name),
             needs_forward=False,
             needs_irreducible=needs_irreducible,
             with_replacement=False,
@@ -247,6 +250,22 @@ def register_token_score(name: str, *, needs_irreducible: bool = False) -> Calla
         return score
 
     return decorator
+
+
+def _claim(name: str | None, fn: Callable[..., Any]) -> str:
+    """The name ``fn`` is registered under (its import path when not given), marked on ``fn`` so that
+    ``selection._target_`` pointing at it finds its rule."""
+    rule_name = name or f"{fn.__module__}.{fn.__qualname__}"
+    if rule_name in _REGISTRY:
+        raise ValueError(f"A selection function named {rule_name!r} is already registered.")
+    fn.__rholoss_rule__ = rule_name  # type: ignore[attr-defined]
+    return rule_name
+
+
+def rule_of(fn: Any) -> SelectionRule | None:
+    """The rule a function was registered as (by any of the ``register`` decorators), or None."""
+    name = getattr(fn, "__rholoss_rule__", None)
+    return _REGISTRY.get(name) if isinstance(name, str) else None
 
 
 def _points_of_token_level(name: str) -> SelectFn:
@@ -268,7 +287,7 @@ def top_token_mask(scores: Tensor, token_fraction: float) -> Tensor:
     return mask.view(scores.shape)
 
 
-def get_selection(name: str) -> SelectionMethod:
+def get_selection(name: str) -> SelectionRule:
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -282,7 +301,7 @@ def list_selections(task: Task | None = None) -> list[str]:
     return sorted(name for name, method in _REGISTRY.items() if task is None or method.applies_to(task))
 
 
-def check_applies(method: SelectionMethod, task: Task) -> None:
+def check_applies(method: SelectionRule, task: Task) -> None:
     """Refuse a method the task cannot serve (a class-logit method on regression), listing those it can."""
     if not method.applies_to(task):
         needs = "per-token losses" if method.token_level else "class logits"

@@ -17,12 +17,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.dropout import _DropoutNd
 
-from rholoss.selection.registry import Selection, SelectionInput, SelectionMethod, check_applies, get_selection
+from rholoss.selection.registry import Selection, SelectionInput, SelectionRule, check_applies, get_selection
 from rholoss.tasks import Classification, Task
 
 Precision = Literal["32", "bf16", "16"]
 ModelMode = Literal["train", "eval"]
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
+# Forward passes with dropout active per large batch, for rules that need MC samples (bald).
+MC_SAMPLES = 10
 
 
 def map_inputs(x: Any, fn: Callable[[Tensor], Tensor]) -> Any:
@@ -81,13 +83,13 @@ def score_batch(
     model: nn.Module,
     x: Any,
     y: Tensor,
-    method: SelectionMethod,
+    method: SelectionRule,
     task: Task,
     irreducible_loss: Tensor | None = None,
     *,
     precision: str = "32",
     model_mode: ModelMode = "train",
-    mc_samples: int = 10,
+    mc_samples: int = MC_SAMPLES,
     outputs: Tensor | None = None,
     point_loss: Tensor | None = None,
 ) -> SelectionInput:
@@ -115,13 +117,13 @@ def select_batch(
     x: Any,
     y: Tensor,
     n_b: int,
-    method: str | SelectionMethod = "reducible_loss",
+    method: str | SelectionRule = "reducible_loss",
     irreducible_loss: Tensor | None = None,
     task: Task | None = None,
     *,
     precision: str = "32",
     model_mode: ModelMode = "train",
-    mc_samples: int = 10,
+    mc_samples: int = MC_SAMPLES,
     **options: Any,
 ) -> tuple[Selection, SelectionInput]:
     """Score the large batch ``(x, y)`` and choose ``n_b`` of its points: the selection step of

@@ -1,5 +1,5 @@
 """Tasks: what a kind of problem means for the core (per-example loss, metric and its direction,
-class logits or not). One file per task; pick one with ``task=<name>`` (configs/task/)."""
+class logits or not). One file per task; pick one with ``task=<name>`` (rholoss/configs/task/)."""
 
 from rholoss.tasks.base import Task, TaskMismatchError
 from rholoss.tasks.classification import Classification

@@ -264,9 +264,19 @@ class TokenCorpusDataModule(SplitDataModule):
     # --- what the pipelines read ------------------------------------------------------------------------
 
     @property
-    def has_label_noise(self) -> bool:
-        """Whether the pool has noise (the pipelines' name for it: here noise tokens, not labels)."""
+    def has_noise(self) -> bool:
+        """Whether the pool has noise tokens (of random tokens or whole noise sequences)."""
         return self.token_noise > 0 or self.sequence_noise > 0
+
+    def pool_noise(self) -> Tensor | None:
+        return self.target_noise(torch.arange(len(self.split("pool")))) if self.has_noise else None
+
+    @property
+    def sequence_length(self) -> int | None:
+        return self.seq_len
+
+    def noise_settings(self) -> str:
+        return f"token_noise={self.token_noise}, sequence_noise={self.sequence_noise}"
 
     def split_tensors(self, name: str, device: torch.device) -> tuple[Tensor, Tensor]:
         return self._datasets[name].tensors(device)  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from rholoss.atomic import atomic_write_text
-from rholoss.data.text import load_tokenizer, require_nlp
+from rholoss.data.hf_text import load_tokenizer, require_nlp
 
 END_OF_DOCUMENT = "<|endoftext|>"
 
