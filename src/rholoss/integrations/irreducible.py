@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from rholoss.data.text import missing_weights
+from rholoss.data.hf_text import missing_weights
 from rholoss.integrations.causal_losses import next_token_targets, scoring_token_losses
 from rholoss.irreducible import TokenLossStore
 

@@ -50,7 +50,7 @@ from rholoss.selection import (
     selected_loss,
     selection_size,
 )
-from rholoss.selection.registry import SelectionMethod
+from rholoss.selection.registry import SelectionRule
 from rholoss.selection.step import score_batch
 from rholoss.tasks import LanguageModeling
 
@@ -70,7 +70,7 @@ class SelectionSettings:
     tokens_per_chunk: int = 4096
     options: dict[str, Any] = field(default_factory=dict)
 
-    def selection_method(self) -> SelectionMethod:
+    def selection_method(self) -> SelectionRule:
         """The registered method, refused with the list of those that apply when it cannot serve sequences."""
         method = get_selection(self.method)
         check_applies(method, LanguageModeling())

@@ -1,4 +1,4 @@
-"""One rank of the two-process Trainer run of test_integrations_transformers (started by torch.distributed.run):
+"""One rank of the two-process Trainer run of tests/integrations/test_transformers.py (started by torch.distributed.run):
 the gradient-accumulation test's data and model, token-level selection, each rank's masks and final
 weights saved to ``<out>/rank<r>.pt``."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from tests.test_integrations_transformers import token_run
+from tests.integrations.test_transformers import token_run
 
 
 def main() -> None:

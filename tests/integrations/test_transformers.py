@@ -28,6 +28,7 @@ from rholoss.integrations.transformers import RhoLossTrainer, SelectionSettings,
 from rholoss.pipelines import train, train_irreducible
 from rholoss.selection import SelectionInput, TokenSelectionInput, get_selection
 from rholoss.tasks import LanguageModeling
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 VOCAB, LENGTH = 48, 12
@@ -180,8 +181,8 @@ def test_two_processes_select_what_one_process_with_both_batches_selects(tmp_pat
     """DDP on CPU (gloo), launched as a user launches it: each rank's micro-batch gets its part of the
     choice one process makes over both, and the trained weights agree."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    command += ["-m", "tests.hf_ddp_worker", str(tmp_path / "ddp")]
-    subprocess.run(command, check=True, capture_output=True, env=_env(), cwd=Path(__file__).parents[1], timeout=600)
+    command += ["-m", "tests.integrations.ddp_worker", str(tmp_path / "ddp")]
+    subprocess.run(command, check=True, capture_output=True, env=_env(), cwd=ROOT, timeout=600)
     ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     single, single_model = token_run(tmp_path / "single", batch=8, accumulation=1)
     for step, (mask, _) in enumerate(single.recorded):
@@ -286,7 +287,7 @@ def test_the_chunked_scoring_pass_peaks_below_the_full_logits_pass() -> None:
 def _env() -> dict[str, str]:
     import os
 
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
 
 
 def write_documented_modules(root: Path, count: int = 12) -> list[Path]:
@@ -355,7 +356,7 @@ def test_a_noisy_corpus_through_the_trainer_reproduces_the_lightning_path(tmp_pa
     """The Lightning tests' noisy code corpus (20% noise tokens) and per-token IL store, trained on by
     both paths: token-level RHO through the Trainer trains on under a quarter of uniform's noise tokens,
     and on the noise share the Lightning module trains on, within noise."""
-    from tests.test_language_models import lm_config
+    from tests.pipelines.test_language_models import lm_config
 
     il = train_irreducible(lm_config(tmp_path, "train_irreducible", "trainer.max_steps=60", output="il"))
     runs = {}
@@ -379,7 +380,7 @@ def test_a_noisy_corpus_through_the_trainer_reproduces_the_lightning_path(tmp_pa
 @pytest.mark.slow
 def test_the_sft_example_runs_offline(tmp_path: Path) -> None:
     write_documented_modules(tmp_path / "corpus", count=16)
-    script = Path(__file__).parents[1] / "examples" / "sft_token_rho.py"
+    script = ROOT / "examples" / "sft_token_rho.py"
     command = [sys.executable, str(script), "--out", str(tmp_path / "out"), "--source", str(tmp_path / "corpus")]
     command += ["--steps", "2", "--reference-steps", "2", "--batch-size", "4", "--token-fraction", "0.5"]
     subprocess.run(command, check=True, capture_output=True, env=_env(), timeout=600)
