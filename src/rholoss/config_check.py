@@ -104,7 +104,8 @@ def _unknown(node: dict[str, Any], defined: dict[str, Any], prefix: str) -> Iter
     for key, value in node.items():
         path = f"{prefix}{key}"
         if key in defined:
-            if isinstance(value, dict):
+            # A mapping given where the configs hold a plain value ({split: files}) is that value, not settings.
+            if isinstance(value, dict) and (defined[key] or "_target_" in value):
                 yield from _unknown(value, defined[key], f"{path}.")
             continue
         if accepted is None or key in accepted or key in _INSTANTIATE_KEYS:

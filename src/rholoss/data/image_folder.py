@@ -1,8 +1,11 @@
-"""Image folders (``<split>/<class>/<image>``) decoded once into memory, for CINIC-10 and users' data.
+"""Image folders (``<split>/<class>/<image>``), for CINIC-10 and users' data: decoded once into memory,
+or per image in DataLoader workers when they would not fit (``decode``).
 
-Decoding 270k PNGs takes minutes, so the decoded uint8 array is cached as ``.npy`` files next to the
-data, keyed by the folder's file list: the second run loads them in seconds, and adding, removing or
-renaming an image makes a new cache instead of serving stale data.
+In memory, decoding 270k PNGs takes minutes, so the decoded uint8 array is cached as ``.npy`` files next
+to the data, keyed by the folder's file list: the second run loads them in seconds, and adding,
+removing or renaming an image makes a new cache instead of serving stale data. Lazily, each image is
+decoded, resized and standardised when a worker loads it (:mod:`rholoss.data.lazy_images`), so the
+folder may be any size and hold images of any size.
 """
 
 from __future__ import annotations
@@ -10,18 +13,23 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from rholoss.atomic import atomic_write
 from rholoss.data.cifar import normalise_images
+from rholoss.data.clothing1m import ImageList
 from rholoss.data.datamodule import PoolDataModule, Sources
+from rholoss.data.lazy_images import STATISTICS_SAMPLE, ImageTransform, image_statistics, sample_positions
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+DECODE_MODES = ("auto", "memory", "lazy")
+# Images whose headers are read to find the size (and, for decode=auto, to estimate the memory).
+PROBE_IMAGES = 64
 
 
 def list_image_folder(root: Path, classes: list[str]) -> tuple[list[Path], np.ndarray]:
@@ -36,34 +44,39 @@ def list_image_folder(root: Path, classes: list[str]) -> tuple[list[Path], np.nd
     return paths, np.asarray(labels, dtype=np.int64)
 
 
-def decode_images(paths: list[Path]) -> np.ndarray:
-    """RGB images ``(N, 3, H, W)`` uint8; all must have the same size to share one array."""
+def decode_images(paths: list[Path], size: tuple[int, int] | None = None) -> np.ndarray:
+    """RGB images ``(N, 3, H, W)`` uint8, resized to ``size`` (``(H, W)``) when given; otherwise all must
+    have the same size to share one array."""
     from PIL import Image
 
     images: list[np.ndarray] = []
     for path in paths:
         with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"))
+            rgb = image.convert("RGB")
+        array = np.asarray(rgb if size is None else rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR))
         if images and array.shape != images[0].shape:
             raise ValueError(
                 f"{path} is {array.shape[1]}x{array.shape[0]} but {paths[0]} is "
                 f"{images[0].shape[1]}x{images[0].shape[0]}: an in-memory image folder needs images of one size; "
-                "resize them first."
+                "resize them first, or set datamodule.image_size."
             )
         images.append(array)
     return np.stack(images).transpose(0, 3, 1, 2).copy() if images else np.zeros((0, 3, 0, 0), np.uint8)
 
 
-def load_image_folder(root: Path, classes: list[str], cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """The images (uint8 ``(N, 3, H, W)``) and labels of ``root``, from the ``.npy`` cache beside it
-    when its file list is unchanged, else decoded (and cached when ``cache``)."""
+def load_image_folder(
+    root: Path, classes: list[str], cache: bool = True, size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The images (uint8 ``(N, 3, H, W)``, resized to ``size`` when given) and labels of ``root``, from
+    the ``.npy`` cache beside it when its file list is unchanged, else decoded (and cached when ``cache``)."""
     paths, labels = list_image_folder(root, classes)
-    digest = hashlib.sha256("\n".join(str(p.relative_to(root)) for p in paths).encode()).hexdigest()[:16]
+    listing = "\n".join(str(p.relative_to(root)) for p in paths) + ("" if size is None else f"\n{size}")
+    digest = hashlib.sha256(listing.encode()).hexdigest()[:16]
     cached = root.parent / f".{root.name}.{digest}.images.npy"
     if cached.is_file():
         return np.load(cached), labels
     log.info("Decoding %d images in %s (cached for the next run as %s)", len(paths), root, cached)
-    images = decode_images(paths)
+    images = decode_images(paths, size)
     if cache:
         try:
             atomic_write(cached, lambda handle: np.save(handle, images))
@@ -77,8 +90,14 @@ class ImageFolderDataModule(PoolDataModule):
     given) and ``data_dir/test/<class>/*``, optionally ``data_dir/holdout/<class>/*`` (trains the IL
     model) and ``data_dir/val/<class>/*``. Classes are the sorted folder names of ``train``.
 
-    Images are decoded once into memory (cached as ``.npy`` beside the folders) and served as
-    tensors standardised with ``mean``/``std`` (default: the training images' own statistics).
+    ``decode``: ``memory`` decodes every image once into RAM (cached as ``.npy`` beside the folders) and
+    serves tensors, on the training device with ``on_device``; ``lazy`` decodes each image when a
+    DataLoader worker loads it (``num_workers`` decode in parallel; RAM holds a batch, not the folder);
+    ``auto`` (the default) keeps the in-memory fast path while the decoded images (3 bytes a pixel)
+    fit in ``memory_limit_gb`` and goes lazy beyond it. ``image_size`` (``[H, W]`` or one number)
+    resizes every image, so folders of mixed sizes work; null keeps their own (one) size.
+    Inputs are standardised with ``mean``/``std`` (default: the training images' own statistics, from
+    all of them in memory, from a seeded sample of 1,024 lazily).
     """
 
     name = "image_folder"
@@ -92,12 +111,26 @@ class ImageFolderDataModule(PoolDataModule):
         mean: list[float] | None = None,
         std: list[float] | None = None,
         cache: bool = True,
+        decode: str = "auto",
+        memory_limit_gb: float = 4.0,
+        image_size: int | list[int] | None = None,
         **kwargs,
     ) -> None:
+        if decode not in DECODE_MODES:
+            raise ValueError(f"datamodule.decode must be one of {', '.join(DECODE_MODES)}, got {decode!r}.")
+        if decode == "lazy" and kwargs.get("on_device"):
+            raise ValueError(
+                "datamodule.decode=lazy decodes images in DataLoader workers, but datamodule.on_device=true serves "
+                "tensors held in memory: set datamodule.on_device=false, or datamodule.decode=memory."
+            )
         super().__init__(**kwargs)
         self.data_dir = Path(data_dir)
         self.mean, self.std = mean, std
         self.cache = cache
+        self.decode = decode
+        self.memory_limit_gb = memory_limit_gb
+        size = [image_size, image_size] if isinstance(image_size, int) else image_size
+        self.image_size = (int(size[0]), int(size[1])) if size is not None else None
 
     def classes(self) -> list[str]:
         train = self.data_dir / self.split_dirs["train"]
@@ -119,17 +152,88 @@ class ImageFolderDataModule(PoolDataModule):
         classes = self.classes()
         self._check_layout(classes)
         self.num_classes = len(classes)
-        arrays = {
-            split: load_image_folder(self.data_dir / folder, classes, self.cache)
+        listings = {
+            split: list_image_folder(self.data_dir / folder, classes)
             for split, folder in self.split_dirs.items()
             if (self.data_dir / folder).is_dir()
         }
-        for split, (images, _) in arrays.items():
-            if len(images) == 0:
+        for split, (paths, _) in listings.items():
+            if not paths:
                 raise FileNotFoundError(
                     f"{self.name}: {self.data_dir / self.split_dirs[split]} has no images in the class folders "
                     f"{classes}. {self.how_to_get}"
                 )
+        if self._decodes_lazily(listings):
+            return self._lazy_sources(listings)
+        return self._in_memory_sources(classes)
+
+    def _decodes_lazily(self, listings: dict[str, tuple[list[Path], np.ndarray]]) -> bool:
+        """``decode=auto``: lazy when the decoded images would not fit in ``memory_limit_gb`` (the size
+        from a sample of image headers); the in-memory path's ``on_device`` then gives way."""
+        if self.decode != "auto":
+            return self.decode == "lazy"
+        height, width = self.image_size or self._probe_size(listings["train"][0], required=False)
+        count = sum(len(paths) for paths, _ in listings.values())
+        needed = count * 3 * height * width
+        if needed <= self.memory_limit_gb * 2**30:
+            return False
+        log.info(
+            "%d images of %dx%d need %.1f GB decoded, above datamodule.memory_limit_gb=%s: decoding them per image "
+            "in DataLoader workers (datamodule.decode=lazy)",
+            count,
+            width,
+            height,
+            needed / 2**30,
+            self.memory_limit_gb,
+        )
+        self.on_device = False
+        return True
+
+    def _probe_size(self, paths: list[Path], required: bool = True) -> tuple[int, int]:
+        """``(H, W)`` of the images, from the headers of a seeded sample; several sizes are an error
+        when ``required`` (lazy batches need one), else the largest counts (a memory estimate)."""
+        from PIL import Image
+
+        sizes = set()
+        for position in sample_positions(len(paths), PROBE_IMAGES, self.split_seed):
+            with Image.open(paths[position]) as image:
+                sizes.add((image.height, image.width))
+        if required and len(sizes) > 1:
+            shown = ", ".join(f"{w}x{h}" for h, w in sorted(sizes)[:4])
+            raise ValueError(
+                f"{self.name}: the training images have several sizes ({shown}, ...): set datamodule.image_size to "
+                "the [height, width] every image is resized to."
+            )
+        return max(sizes, key=lambda size: size[0] * size[1])
+
+    def _lazy_sources(self, listings: dict[str, tuple[list[Path], np.ndarray]]) -> Sources:
+        train_paths = listings["train"][0]
+        size = self.image_size or self._probe_size(train_paths)
+        if self.mean is not None and self.std is not None:
+            mean, std = tuple(self.mean), tuple(self.std)
+        else:
+            sample = sample_positions(len(train_paths), STATISTICS_SAMPLE, self.split_seed)
+            mean, std = image_statistics((train_paths[i] for i in sample), "RGB", size)
+        self.input_shape = (3, *size)
+        self.eval_transform = ImageTransform("RGB", mean, std, size)
+        if self.augment:
+            self.train_transform = ImageTransform("RGB", mean, std, size, augment=True, crop_padding=self.crop_padding)
+        fields: dict[str, Any] = {}
+        for split, (paths, labels) in listings.items():
+            root = self.data_dir / self.split_dirs[split]
+            targets = torch.from_numpy(labels)
+            fields |= {
+                split: ImageList(root, [str(p.relative_to(root)) for p in paths], targets),
+                f"{split}_targets": targets,
+            }
+        return Sources(**fields)
+
+    def _in_memory_sources(self, classes: list[str]) -> Sources:
+        arrays = {
+            split: load_image_folder(self.data_dir / folder, classes, self.cache, self.image_size)
+            for split, folder in self.split_dirs.items()
+            if (self.data_dir / folder).is_dir()
+        }
         train_images = arrays["train"][0]
         self.input_shape = tuple(train_images.shape[1:])
         for split, (images, _) in arrays.items():
@@ -137,7 +241,7 @@ class ImageFolderDataModule(PoolDataModule):
                 raise ValueError(
                     f"{self.name}: the {split} images are {images.shape[3]}x{images.shape[2]} but the train "
                     f"images {train_images.shape[3]}x{train_images.shape[2]}: one model needs one input size; "
-                    "resize them first."
+                    "resize them first, or set datamodule.image_size."
                 )
         mean, std = self._statistics(train_images)
         return Sources.from_tensors(

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from rholoss.methods.base import Method, Run, StepOutcome, TrainingContext
+from rholoss.methods.schedule import SelectionSchedule
 from rholoss.methods.stale import StaleScores, check_stale_every
-from rholoss.selection.registry import SelectionInput, SelectionRule, check_percent_train, selection_size
+from rholoss.selection.registry import Selection, SelectionInput, SelectionRule, check_percent_train, selection_size
 from rholoss.selection.step import (
     MC_SAMPLES,
     ModelMode,
@@ -42,6 +44,8 @@ class PointSelection(Method):
         draw_only_selected: a rule that ignores the points' content (uniform) may draw just the n_b points it
             trains on: the same distribution of steps as drawing n_B and keeping n_b, without loading the
             points it would throw away.
+        schedule: the share of the n_b points the rule chooses over the run, the rest drawn uniformly
+            (:class:`~rholoss.methods.schedule.SelectionSchedule`, or its settings); None: all of them.
     """
 
     def __init__(
@@ -53,9 +57,11 @@ class PointSelection(Method):
         mc_samples: int = MC_SAMPLES,
         stale_every: int | None = None,
         draw_only_selected: bool = False,
+        schedule: SelectionSchedule | Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(rule, percent_train, options)
+        self.schedule = _schedule(schedule)
         check_percent_train(percent_train)
         if model_mode not in ("train", "eval"):
             raise ValueError(f"selection.model_mode must be 'train' or 'eval', got {model_mode!r}.")
@@ -123,11 +129,19 @@ class PointSelection(Method):
         )
 
     def step(self, context: TrainingContext, index: Tensor, x: Any, y: Tensor) -> StepOutcome:
-        if self.stale is not None and self.stale.due(context.global_step):
-            self.refresh_scores(context)
-        scored = self.score(context, index, x, y)
         keep = len(y) if self.draw_only_selected else selection_size(len(y), self.percent_train)
-        chosen = self.rule.select(scored, keep, **self.options)
+        share = 1.0 if self.schedule is None else self.schedule.share(context.global_step, context.total_steps)
+        by_rule = round(share * keep)
+        if by_rule == 0:  # uniform this step: the large batch is a uniform draw, so its first points are too
+            scored = SelectionInput(targets=y)
+            chosen = Selection(torch.arange(keep, device=y.device), prefix=True)
+        else:
+            if self.stale is not None and self.stale.due(context.global_step):
+                self.refresh_scores(context)
+            scored = self.score(context, index, x, y)
+            chosen = self.rule.select(scored, by_rule, **self.options)
+            if by_rule < keep:
+                chosen = _with_uniform_rest(chosen, len(y), keep - by_rule)
         positions = chosen.positions
         if not (chosen.prefix and len(positions) == len(y)):  # else: the whole batch, in order (uniform at n_b)
             x, y = map_inputs(x, lambda t: t[positions]), y[positions]
@@ -139,7 +153,12 @@ class PointSelection(Method):
         return StepOutcome(loss, trained, statistics=selection_statistics(scored, chosen))
 
     def results(self) -> dict[str, Any]:
-        return {**super().results(), "draw_only_selected": self.draw_only_selected, "stale_every": self.stale_every}
+        return {
+            **super().results(),
+            "draw_only_selected": self.draw_only_selected,
+            "stale_every": self.stale_every,
+            "selection_schedule": None if self.schedule is None else vars(self.schedule),
+        }
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -148,5 +167,27 @@ class PointSelection(Method):
             "model_mode": self.model_mode,
             "stale_every": self.stale_every,
             "draw_only_selected": self.draw_only_selected,
+            "schedule": None if self.schedule is None else vars(self.schedule),
             **({"mc_samples": self.mc_samples} if self.rule.needs_mc_samples else {}),
         }
+
+
+def _schedule(schedule: SelectionSchedule | Mapping[str, Any] | None) -> SelectionSchedule | None:
+    if schedule is None or isinstance(schedule, SelectionSchedule):
+        return schedule
+    try:
+        return SelectionSchedule(**schedule)
+    except TypeError:
+        raise ValueError(
+            f"selection.schedule takes kind, start, end and off_after, got {', '.join(map(str, schedule))}."
+        ) from None
+
+
+def _with_uniform_rest(chosen: Selection, size: int, count: int) -> Selection:
+    """``chosen`` plus ``count`` points drawn uniformly from the rest of a batch of ``size`` (random keys,
+    the chosen ones pushed last: no host sync). The uniform points weigh 1 where the rule gives weights."""
+    keys = torch.rand(size, device=chosen.positions.device)
+    keys[chosen.positions] = -1.0
+    rest = torch.topk(keys, count, sorted=False).indices
+    weights = None if chosen.weights is None else torch.cat([chosen.weights, torch.ones(count, device=keys.device)])
+    return Selection(torch.cat([chosen.positions, rest]), weights=weights, scores=chosen.scores)

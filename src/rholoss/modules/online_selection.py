@@ -74,6 +74,12 @@ class OnlineBatchSelection(SupervisedModule):
         self.method.prepare(Run.in_memory(self.task, pool_size, irreducible))
         self.diagnostics = SelectionDiagnostics(pool_size, noise=noise, relevant=relevant, seq_len=seq_len)
 
+    @property
+    def total_steps(self) -> int | None:
+        """The run's step budget (``trainer.max_steps``), for schedules; None without one."""
+        steps = getattr(self._trainer, "max_steps", -1) if self._trainer is not None else -1
+        return steps if steps and steps > 0 else None
+
     def pool_dataloader(self) -> Iterable[Any]:
         """The pool's batches in order (for methods that re-score the whole pool)."""
         return self.trainer.datamodule.pool_dataloader()  # type: ignore[attr-defined]  # set on the Trainer by a Lightning connector: mypy cannot see it

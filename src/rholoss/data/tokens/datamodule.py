@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -172,22 +172,16 @@ class TokenCorpusDataModule(SplitDataModule):
         sizes = [(self.source_dir / path).stat().st_size for path in files]
         positions = split_files(sizes, self.fractions, self.split_seed, self.max_bytes)
         by_split = {name: [files[i] for i in positions[name]] for name in SPLITS}
-        tokenizer = self._tokenizer(by_split["holdout"], folder)
+        tokenizer = self._tokenizer((self._read(path) for path in by_split["holdout"]), folder)
         return {name: self._write_split(folder / f"{name}.bin", by_split[name], tokenizer) for name in SPLITS}
 
     def _cache_key(self, files: Sequence[Path]) -> str:
         """A hash of the files' state and every setting the tokens depend on: a tokenizer folder's files
         count too (its name alone would not change when it is saved again)."""
-        tokenizer = Path(self.tokenizer)
-        if self.tokenizer not in ("byte", "bpe") and tokenizer.is_dir():
-            folder = [path.relative_to(tokenizer) for path in sorted(tokenizer.rglob("*")) if path.is_file()]
-            tokenizer_state = files_key(tokenizer, folder)
-        else:
-            tokenizer_state = self.tokenizer
         settings = {
             "format": CACHE_FORMAT,
             "files": files_key(self.source_dir, files),
-            "tokenizer": tokenizer_state,
+            "tokenizer": self._tokenizer_state(),
             "vocab_size": self.vocab_size if self.tokenizer == "bpe" else None,
             "fractions": self.fractions,
             "split_seed": self.split_seed,
@@ -195,7 +189,16 @@ class TokenCorpusDataModule(SplitDataModule):
         }
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
-    def _tokenizer(self, holdout_files: Sequence[Path], folder: Path) -> CorpusTokenizer:
+    def _tokenizer_state(self) -> str:
+        """What identifies the tokenizer in a cache key: its name, or a tokenizer folder's files' state."""
+        tokenizer = Path(self.tokenizer)
+        if self.tokenizer not in ("byte", "bpe") and tokenizer.is_dir():
+            folder = [path.relative_to(tokenizer) for path in sorted(tokenizer.rglob("*")) if path.is_file()]
+            return files_key(tokenizer, folder)
+        return self.tokenizer
+
+    def _tokenizer(self, holdout_texts: Iterable[bytes], folder: Path) -> CorpusTokenizer:
+        """The corpus tokenizer; a BPE is trained on ``holdout_texts`` (read only then) and saved in ``folder``."""
         if self.tokenizer == "byte":
             return ByteTokenizer()
         if self.tokenizer == "bpe":
@@ -204,7 +207,7 @@ class TokenCorpusDataModule(SplitDataModule):
                 return load_bpe(saved)
             if self.vocab_size is None:  # refused in __init__ unless token_files are given
                 raise ValueError("datamodule.tokenizer=bpe trains a BPE of datamodule.vocab_size ids: set vocab_size.")
-            return train_bpe((self._read(path) for path in holdout_files), self.vocab_size, saved)
+            return train_bpe(holdout_texts, self.vocab_size, saved)
         return hugging_face_tokenizer(self.tokenizer)
 
     def _write_split(self, path: Path, files: Sequence[Path], tokenizer: CorpusTokenizer) -> TokenFile:
@@ -316,9 +319,7 @@ class TokenCorpusDataModule(SplitDataModule):
             {"token_files": sorted(Path(p).name for p in self.token_files.values())}
             if self.token_files
             else {
-                "source": self.source_dir.name,
-                "extensions": self.extensions,
-                "exclude": self.exclude,
+                **self._source_settings(),
                 "max_bytes": self.max_bytes,
                 "holdout_fraction": self.fractions["holdout"],
                 "val_fraction": self.fractions["val"],
@@ -340,6 +341,10 @@ class TokenCorpusDataModule(SplitDataModule):
             "noise_span": self.noise_span,
             "digest": digest.hexdigest()[:16],
         }
+
+    def _source_settings(self) -> dict[str, Any]:
+        """Where the text comes from, for the fingerprint."""
+        return {"source": self.source_dir.name, "extensions": self.extensions, "exclude": self.exclude}
 
     def describe(self) -> dict[str, Any]:
         summary: dict[str, Any] = {

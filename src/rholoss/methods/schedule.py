@@ -1,0 +1,57 @@
+"""Selection schedules: the share of each step's n_b points that the rule chooses changes over the run,
+as the learning rate does; the rest of the n_b are drawn uniformly from the large batch.
+
+Annealing the rule's share toward uniform as the learning rate decays recovers what a decayed schedule
+costs RHO-LOSS (measured on Fashion-MNIST, see docs/selection.md); switching selection off after a step
+keeps its early gains at the cost of a uniform step. A share of 0 skips the scoring forward pass, so an
+annealed run gets cheaper as it goes. The share is a pure function of the step: a resumed run selects as
+an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+ScheduleKind = Literal["constant", "linear", "cosine", "off_after"]
+_KINDS = ("constant", "linear", "cosine", "off_after")
+
+
+@dataclass(frozen=True)
+class SelectionSchedule:
+    """``kind``: ``constant`` (``start`` throughout), ``linear`` or ``cosine`` (from ``start`` at step 0
+    to ``end`` at the last step), ``off_after`` (``start`` until step ``off_after``, then ``end``)."""
+
+    kind: ScheduleKind = "constant"
+    start: float = 1.0
+    end: float = 0.0
+    off_after: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"selection.schedule.kind must be one of {', '.join(_KINDS)}, got {self.kind!r}.")
+        for name in ("start", "end"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"selection.schedule.{name} is a share of the selected points: in [0, 1].")
+        if (self.kind == "off_after") != (self.off_after is not None):
+            raise ValueError("selection.schedule.off_after is the step of kind=off_after, and only of it.")
+
+    @property
+    def needs_budget(self) -> bool:
+        return self.kind in ("linear", "cosine")
+
+    def share(self, step: int, total_steps: int | None) -> float:
+        """The share of the selected points the rule chooses at ``step`` of ``total_steps``."""
+        if self.kind == "constant":
+            return self.start
+        if self.kind == "off_after":
+            assert self.off_after is not None
+            return self.start if step < self.off_after else self.end
+        if not total_steps or total_steps < 1:
+            raise ValueError(
+                f"selection.schedule.kind={self.kind} anneals over the run's steps: set trainer.max_steps."
+            )
+        progress = min(step / total_steps, 1.0)
+        weight = progress if self.kind == "linear" else (1 - math.cos(math.pi * progress)) / 2
+        return self.start + (self.end - self.start) * weight

@@ -1,0 +1,127 @@
+"""Selection schedules: the rule's share of the selected points follows its schedule, each step selects
+what that share says (the rule's top points, the rest uniform), a share of 0 runs no scoring pass, and
+a scheduled run through the pipeline records it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from rholoss.methods.schedule import SelectionSchedule
+from rholoss.modules import OnlineBatchSelection
+from rholoss.pipelines import train, train_irreducible
+from tests.conftest import synthetic_config
+
+
+def test_each_schedule_gives_its_share_at_the_steps_it_says() -> None:
+    assert SelectionSchedule().share(500, 1000) == 1.0
+    cosine = SelectionSchedule("cosine", start=1.0, end=0.0)
+    assert [cosine.share(s, 100) for s in (0, 50, 100, 150)] == pytest.approx([1.0, 0.5, 0.0, 0.0])
+    assert cosine.share(25, 100) == pytest.approx((1 + math.cos(math.pi / 4)) / 2)
+    linear = SelectionSchedule("linear", start=0.8, end=0.2)
+    assert [linear.share(s, 10) for s in (0, 5, 10)] == pytest.approx([0.8, 0.5, 0.2])
+    off = SelectionSchedule("off_after", start=1.0, end=0.0, off_after=30)
+    assert (off.share(29, None), off.share(30, None)) == (1.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"kind": "exponential"}, "kind must be one of"),
+        ({"kind": "cosine", "end": 1.5}, r"in \[0, 1\]"),
+        ({"kind": "off_after"}, "off_after is the step"),
+        ({"kind": "constant", "off_after": 3}, "off_after is the step"),
+    ],
+)
+def test_bad_schedules_are_refused(settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SelectionSchedule(**settings)
+
+
+def test_an_annealing_schedule_needs_a_budget() -> None:
+    with pytest.raises(ValueError, match=r"set trainer\.max_steps"):
+        SelectionSchedule("cosine").share(3, None)
+
+
+class Counting(nn.Module):
+    """logits = x, counting forward passes (a scoring pass and a training pass each count one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.calls = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.calls += 1
+        return x * self.scale
+
+
+def scheduled(step: int, total: int, schedule: dict) -> tuple[OnlineBatchSelection, Counting]:
+    model = Counting()
+    module = OnlineBatchSelection(model, 2, selection="loss", percent_train=0.5, schedule=schedule)
+    module.prepare_pool(8)
+    module.log = lambda *args, **kw: None
+    module._trainer = SimpleNamespace(global_step=step, max_steps=total, log_every_n_steps=1)
+    return module, model
+
+
+# Positions 1, 3, 5, 7 have the highest loss (class 0's logit lowest).
+X = torch.tensor([[3.0, 0.0], [-2.0, 2.0], [2.0, 0.0], [-3.0, 3.0], [1.0, 0.0], [-4.0, 4.0], [4.0, 0.0], [-1.0, 1.0]])
+Y = torch.zeros(8, dtype=torch.long)
+
+
+def trained(module: OnlineBatchSelection) -> set[int]:
+    return set(module.diagnostics.selection_counts.nonzero().flatten().tolist())
+
+
+def test_a_step_selects_what_the_share_says() -> None:
+    schedule = {"kind": "cosine", "start": 1.0, "end": 0.0}
+    full, model = scheduled(0, 100, schedule)  # share 1: the rule's top 4
+    full.training_step((torch.arange(8), X, Y), 0)
+    assert trained(full) == {1, 3, 5, 7} and model.calls == 2
+
+    half, _ = scheduled(50, 100, schedule)  # share 0.5: the rule's top 2 and 2 uniform others
+    torch.manual_seed(0)
+    half.training_step((torch.arange(8), X, Y), 0)
+    chosen = trained(half)
+    assert len(chosen) == 4 and {5, 3} <= chosen  # the two highest losses: positions 5 (4.0) and 3 (3.0)
+    assert int(half.diagnostics.selection_counts.sum()) == 4
+
+    none, model = scheduled(100, 100, schedule)  # share 0: uniform, and no scoring pass
+    none.training_step((torch.arange(8), X, Y), 0)
+    assert trained(none) == {0, 1, 2, 3} and model.calls == 1
+
+
+def test_the_uniform_rest_never_repeats_a_chosen_point() -> None:
+    for seed in range(20):
+        torch.manual_seed(seed)
+        module, _ = scheduled(50, 100, {"kind": "cosine"})
+        module.training_step((torch.arange(8), X, Y), 0)
+        assert module.diagnostics.selection_counts.max() == 1 and int(module.diagnostics.selection_counts.sum()) == 4
+
+
+@pytest.mark.slow
+def test_selection_switched_off_after_a_step_trains_uniformly_from_then_on(tmp_path: Path) -> None:
+    train_irreducible(synthetic_config(tmp_path, "train_irreducible", output="il"))
+    off = train(
+        synthetic_config(
+            tmp_path,
+            "train",
+            "selection=reducible_loss_annealed",
+            "selection.schedule.kind=off_after",
+            "+selection.schedule.off_after=1000",
+            "selection.schedule.end=0.0",
+            output="off",
+        )
+    )
+    annealed = train(synthetic_config(tmp_path, "train", "selection=reducible_loss_annealed", output="annealed"))
+    plain = train(synthetic_config(tmp_path, "train", "selection=reducible_loss", output="plain"))
+    assert off["selection_schedule"]["kind"] == "off_after" and annealed["selection_schedule"]["kind"] == "cosine"
+    # off_after beyond the budget: RHO-LOSS throughout; annealed toward uniform: between it and uniform's 20%.
+    assert off["noisy_selected_fraction"] == plain["noisy_selected_fraction"]
+    assert plain["noisy_selected_fraction"] < annealed["noisy_selected_fraction"] < 0.2
