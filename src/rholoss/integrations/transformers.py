@@ -28,8 +28,14 @@ from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
-from transformers import Trainer
-from transformers.trainer_utils import TrainOutput
+
+try:  # this module is the integration itself: it subclasses the Trainer, so it cannot import it lazily
+    from transformers import Trainer
+    from transformers.trainer_utils import TrainOutput
+except ImportError as error:
+    raise ImportError(
+        "rholoss.integrations.transformers needs Hugging Face transformers: pip install 'rholoss[hf]'."
+    ) from error
 
 from rholoss.atomic import atomic_write_json
 from rholoss.integrations.causal_losses import (
