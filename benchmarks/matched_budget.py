@@ -28,6 +28,7 @@ from typing import Any
 from rholoss.analysis.matched_budget import budget_markdown, run_record, summarize_budget
 from rholoss.analysis.plots import metric_vs_seconds
 from rholoss.atomic import atomic_write_json
+from rholoss.configs import compose_config
 from rholoss.pipelines import train, train_irreducible
 from rholoss.selection import get_selection
 from time_to_accuracy import config
@@ -45,7 +46,8 @@ def method_overrides(method: str) -> tuple[list[str], bool]:
     selection, slash, scheduler = spec.partition("/")
     if not slash or extra not in ("", "holdout"):
         raise ValueError(f"A method is <selection>/<scheduler>[+holdout], e.g. reducible_loss/cosine; got {method!r}.")
-    needs_il = get_selection(selection).needs_irreducible
+    # A selection config may be a named variant of a rule (reducible_loss_annealed): the rule it names.
+    needs_il = get_selection(str(compose_config("train", [f"selection={selection}"]).selection.name)).needs_irreducible
     if extra and needs_il:
         raise ValueError(
             f"{method}: an IL model trained on the holdout cannot score the holdout; +holdout is for methods "
