@@ -78,7 +78,7 @@ def write_store(path: Path, tokens: int, seq_len: int) -> None:
     with TokenLossWriter(path, tokens, seq_len, fingerprint) as writer:
         for start in range(0, windows, WRITE_WINDOWS):
             rows = torch.arange(start, min(start + WRITE_WINDOWS, windows))
-            writer.write_windows(rows, torch.rand(len(rows), seq_len, generator=generator) * 8)
+            writer.write(rows, torch.rand(len(rows), seq_len, generator=generator) * 8)
 
 
 def token_chunks(tokens: int, vocab_size: int) -> Iterator[tuple[str, np.ndarray]]:

@@ -58,6 +58,11 @@ def export_store(store: Path, out: Path) -> list[Path]:
     return [out]
 
 
+def ids_list(ids: Any) -> list[Any]:
+    """Sample ids as a plain list (a datamodule may give a NumPy array)."""
+    return list(ids.tolist() if hasattr(ids, "tolist") else ids)
+
+
 def read_il_column(path: Path, ids: Any) -> Tensor:
     """The ``il`` column of the parquet table at ``path``, in the order of ``ids`` (the pool's sample
     ids), joined on its ``id`` column; every pool id must be there, once."""
@@ -74,7 +79,7 @@ def read_il_column(path: Path, ids: Any) -> Tensor:
     by_id = dict(zip(table.column("id").to_pylist(), table.column("il").to_pylist(), strict=True))
     if len(by_id) != table.num_rows:
         raise StoreError(f"{path}: some ids appear more than once; each point needs one IL.")
-    wanted = list(ids.tolist() if hasattr(ids, "tolist") else ids)
+    wanted = ids_list(ids)
     absent = [point for point in wanted if point not in by_id]
     if absent:
         raise StoreError(f"{path} has no IL for {len(absent)} of the pool's {len(wanted)} ids (e.g. {absent[:3]}).")

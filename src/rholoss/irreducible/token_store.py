@@ -48,7 +48,7 @@ def _data_offset(header_length: int) -> int:
 
 class TokenLossWriter:
     """Writes a per-token IL store for a pool of ``num_tokens`` tokens in windows of ``seq_len``;
-    use as a context manager, then :meth:`write_windows` each batch of pool windows. On a clean exit
+    use as a context manager, then :meth:`write` each batch of pool windows. On a clean exit
     the file is renamed into place (every window must have been written); on an error it is removed.
     """
 
@@ -95,7 +95,7 @@ class TokenLossWriter:
         windows = torch.as_tensor(index).long().cpu().numpy()
         if tuple(losses.shape) != (len(windows), self.seq_len):
             raise ValueError(
-                f"write_windows needs losses of shape [{len(windows)}, {self.seq_len}], got {tuple(losses.shape)}."
+                f"write needs losses of shape [{len(windows)}, {self.seq_len}], got {tuple(losses.shape)}."
             )
         if len(windows) == 0:
             return

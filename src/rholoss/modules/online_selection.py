@@ -80,8 +80,8 @@ class OnlineBatchSelection(SupervisedModule):
     @property
     def total_steps(self) -> int | None:
         """The run's step budget (``trainer.max_steps``), for schedules; None without one."""
-        steps = getattr(self._trainer, "max_steps", -1) if self._trainer is not None else -1
-        return steps if steps and steps > 0 else None
+        steps = getattr(self._trainer, "max_steps", None)
+        return steps if steps is not None and steps > 0 else None
 
     def pool_dataloader(self) -> Iterable[Any]:
         """The pool's batches in order (for methods that re-score the whole pool)."""

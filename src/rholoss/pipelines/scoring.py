@@ -30,6 +30,7 @@ from torch import Tensor
 from rholoss.atomic import atomic_torch_save, atomic_write_json
 from rholoss.data import SplitDataModule
 from rholoss.irreducible import store_writer
+from rholoss.irreducible.exchange import ids_list
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def score_pool(
     mean_loss = float("nan")
     if trainer.is_global_zero:
         ids = datamodule.sample_ids("pool")
-        ids = None if ids is None or token_store else list(ids.tolist() if hasattr(ids, "tolist") else ids)
+        ids = None if ids is None or token_store else ids_list(ids)
         mean_loss = _merge(parts, shards, path, datamodule.fingerprint, metadata, token_store, pool_size, ids)
     trainer.strategy.barrier("il-store-written")
     return ScoringSummary(mean_loss, [int(c) for c in counts], resumed_total, time.perf_counter() - started_all)

@@ -166,7 +166,7 @@ class TokenCorpusDataModule(SplitDataModule):
     def _tokenized_corpus(self) -> dict[str, TokenFile]:
         """The four splits' token files from the cache, tokenized first if they are not there."""
         files = list_corpus_files(self.source_dir, self.extensions, self.exclude)
-        folder = self.cache_dir / f"{self.name}-{self._cache_key(files)}"
+        folder = self.cache_dir / f"{self.name}-{self._cache_key({'files': files_key(self.source_dir, files)})}"
         if all(metadata_path(folder / f"{name}.bin").is_file() for name in SPLITS):
             return {name: open_token_file(folder / f"{name}.bin") for name in SPLITS}
         sizes = [(self.source_dir / path).stat().st_size for path in files]
@@ -175,12 +175,13 @@ class TokenCorpusDataModule(SplitDataModule):
         tokenizer = self._tokenizer((self._read(path) for path in by_split["holdout"]), folder)
         return {name: self._write_split(folder / f"{name}.bin", by_split[name], tokenizer) for name in SPLITS}
 
-    def _cache_key(self, files: Sequence[Path]) -> str:
-        """A hash of the files' state and every setting the tokens depend on: a tokenizer folder's files
-        count too (its name alone would not change when it is saved again)."""
+    def _cache_key(self, source: dict[str, Any]) -> str:
+        """A hash of the ``source``'s state (the files', or a dataset's) and every setting the tokens
+        depend on: a tokenizer folder's files count too (its name alone would not change when it is
+        saved again)."""
         settings = {
             "format": CACHE_FORMAT,
-            "files": files_key(self.source_dir, files),
+            **source,
             "tokenizer": self._tokenizer_state(),
             "vocab_size": self.vocab_size if self.tokenizer == "bpe" else None,
             "fractions": self.fractions,

@@ -11,8 +11,6 @@ fingerprint, loaders) is :class:`~rholoss.data.tokens.datamodule.TokenCorpusData
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -22,7 +20,7 @@ import numpy as np
 
 from rholoss.data.hf_files import open_dataset
 from rholoss.data.tokens.corpus import SPLITS, split_files
-from rholoss.data.tokens.datamodule import CACHE_FORMAT, TokenCorpusDataModule
+from rholoss.data.tokens.datamodule import TokenCorpusDataModule
 from rholoss.data.tokens.files import TokenFile, metadata_path, open_token_file, write_token_file
 from rholoss.data.tokens.tokenizers import CorpusTokenizer
 
@@ -85,7 +83,9 @@ class HFCorpusDataModule(TokenCorpusDataModule):
         column = data.data.column(self.text_column)
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             raise ValueError(f"datamodule.text_column {self.text_column!r} holds {column.type}, not text.")
-        folder = self.cache_dir / f"{self.name}-{self._hf_cache_key(data)}"
+        # The dataset's state (its Hugging Face fingerprint) and the columns read from it.
+        source = {"dataset": data._fingerprint, "text_column": self.text_column, "id_column": self.id_column}
+        folder = self.cache_dir / f"{self.name}-{self._cache_key(source)}"
         if all(metadata_path(folder / f"{name}.bin").is_file() for name in SPLITS):
             return {name: open_token_file(folder / f"{name}.bin") for name in SPLITS}
         # Bytes per document (UTF-8), from Arrow without reading the texts into Python.
@@ -97,21 +97,6 @@ class HFCorpusDataModule(TokenCorpusDataModule):
         )
         tokenizer = self._tokenizer(texts, folder)
         return {name: self._write_rows(folder, name, data, rows[name], tokenizer) for name in SPLITS}
-
-    def _hf_cache_key(self, data: Any) -> str:
-        """A hash of the dataset's state (its Hugging Face fingerprint) and every setting the tokens depend on."""
-        settings = {
-            "format": CACHE_FORMAT,
-            "dataset": data._fingerprint,
-            "text_column": self.text_column,
-            "id_column": self.id_column,
-            "tokenizer": self._tokenizer_state(),
-            "vocab_size": self.vocab_size if self.tokenizer == "bpe" else None,
-            "fractions": self.fractions,
-            "split_seed": self.split_seed,
-            "max_bytes": self.max_bytes,
-        }
-        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     def _write_rows(
         self, folder: Path, split: str, data: Any, positions: list[int], tokenizer: CorpusTokenizer
