@@ -12,9 +12,11 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from rholoss.methods.points import scored_size, with_uniform_rest
 from rholoss.methods.schedule import SelectionSchedule
 from rholoss.modules import OnlineBatchSelection
 from rholoss.pipelines import train, train_irreducible
+from rholoss.selection.registry import Selection
 from tests.conftest import synthetic_config
 
 
@@ -49,15 +51,18 @@ def test_an_annealing_schedule_needs_a_budget() -> None:
 
 
 class Counting(nn.Module):
-    """logits = x, counting forward passes (a scoring pass and a training pass each count one)."""
+    """logits = x, counting forward passes (a scoring pass and a training pass each count one) and
+    recording each one's batch size."""
 
     def __init__(self) -> None:
         super().__init__()
         self.scale = nn.Parameter(torch.ones(()))
         self.calls = 0
+        self.sizes: list[int] = []
 
     def forward(self, x: Tensor) -> Tensor:
         self.calls += 1
+        self.sizes.append(len(x))
         return x * self.scale
 
 
@@ -85,16 +90,33 @@ def test_a_step_selects_what_the_share_says() -> None:
     full.training_step((torch.arange(8), X, Y), 0)
     assert trained(full) == {1, 3, 5, 7} and model.calls == 2
 
-    half, _ = scheduled(50, 100, schedule)  # share 0.5: the rule's top 2 and 2 uniform others
-    torch.manual_seed(0)
+    # Share 0.5: the rule scores the batch's first half (a uniform draw) and keeps its top 2 of those 4,
+    # positions 3 and 1 (class-1 logits 3.0 and 2.0); the other 2 are the next, unscored points.
+    half, model = scheduled(50, 100, schedule)
     half.training_step((torch.arange(8), X, Y), 0)
-    chosen = trained(half)
-    assert len(chosen) == 4 and {5, 3} <= chosen  # the two highest losses: positions 5 (4.0) and 3 (3.0)
-    assert int(half.diagnostics.selection_counts.sum()) == 4
+    assert trained(half) == {1, 3, 4, 5} and model.sizes == [4, 4]
 
     none, model = scheduled(100, 100, schedule)  # share 0: uniform, and no scoring pass
     none.training_step((torch.arange(8), X, Y), 0)
     assert trained(none) == {0, 1, 2, 3} and model.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("size", "keep", "by_rule", "scored"), [(640, 64, 64, 640), (640, 64, 32, 320), (640, 64, 1, 10), (10, 3, 2, 7)]
+)
+def test_the_rule_scores_the_share_of_the_batch_it_keeps_the_same_fraction_of(
+    size: int, keep: int, by_rule: int, scored: int
+) -> None:
+    assert scored_size(size, keep, by_rule) == scored
+
+
+def test_where_too_few_unscored_points_are_left_the_rest_is_drawn_from_every_point_not_chosen() -> None:
+    chosen = Selection(torch.tensor([0, 4]), weights=torch.tensor([2.0, 3.0]))
+    for seed in range(10):
+        torch.manual_seed(seed)
+        picked = with_uniform_rest(chosen, 6, 3, unscored_from=5)  # one unscored point for three
+        assert picked.positions[:2].tolist() == [0, 4] and len(set(picked.positions.tolist())) == 5
+        assert picked.weights is not None and picked.weights.tolist() == [2.0, 3.0, 1.0, 1.0, 1.0]
 
 
 def test_the_uniform_rest_never_repeats_a_chosen_point() -> None:

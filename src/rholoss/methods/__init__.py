@@ -7,6 +7,7 @@ from rholoss.methods.base import Method, Run, StepOutcome, TrainingContext
 from rholoss.methods.diagnostics import SelectionDiagnostics
 from rholoss.methods.factory import build_method, method_class_for, selection_keys
 from rholoss.methods.points import PointSelection
+from rholoss.methods.proxy import ProxySelection
 from rholoss.methods.stale import StaleScores
 from rholoss.methods.svp import CoresetSelection, EntropyProxy, max_entropy_coreset
 from rholoss.methods.tokens import TokenSelection
@@ -16,6 +17,7 @@ __all__ = [
     "EntropyProxy",
     "Method",
     "PointSelection",
+    "ProxySelection",
     "Run",
     "SelectionDiagnostics",
     "StaleScores",

@@ -42,7 +42,8 @@ class Run:
 
     ``irreducible(per_token)`` opens the run's IL store as a source: per token when the method reads
     per-token IL. ``fit(module, steps)`` trains a LightningModule for ``steps`` steps on the run's data
-    and returns its trainer (to predict with). ``new_model()`` builds another copy of the run's model.
+    and returns its trainer (to predict with). ``new_model()`` builds another copy of the run's model;
+    ``new_model(settings)`` the model a config of the ``model`` group's form describes, fitted to the data.
     """
 
     task: Task
@@ -50,7 +51,7 @@ class Run:
     datamodule: SplitDataModule | None = None
     irreducible: Callable[[bool], tuple[IrreducibleLosses, str | None]] | None = None
     fit: Callable[[pl.LightningModule, int], pl.Trainer] | None = None
-    new_model: Callable[[], nn.Module] | None = None
+    new_model: Callable[..., nn.Module] | None = None
     optimizer: OptimizerFactory | None = None
     # Set by prepare when a method read the IL store, for results.json.
     il_store: str | None = field(default=None)
@@ -169,6 +170,7 @@ class Method(nn.Module):
             "stale_every": None,
             "coreset": None,
             "token_fraction": None,
+            "proxy": None,
         }
 
     def describe(self) -> dict[str, Any]:

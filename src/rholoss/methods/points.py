@@ -7,6 +7,7 @@ points by the rule and trains on them. Uniform runs through the same code, so st
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -109,13 +110,21 @@ class PointSelection(Method):
         assert self.stale is not None, "refresh_scores needs stale_every"
         self.stale.refresh(context.pool_dataloader(), lambda x: self.selection_forward(context.model, x), context.task)
 
+    def scoring_model(self, context: TrainingContext) -> nn.Module:
+        """The model whose forward pass scores the large batch: the target itself (a proxy, in
+        :class:`~rholoss.methods.proxy.ProxySelection`)."""
+        return context.model
+
+    def learn(self, x: Any, y: Tensor, chosen: Selection, context: TrainingContext) -> None:
+        """After a step the rule scored, with what the target trains on: nothing here (a proxy trains on it)."""
+
     def score(self, context: TrainingContext, index: Tensor, x: Any, y: Tensor) -> SelectionInput:
         """What the rule needs of the large batch, and nothing more."""
         rule, stale = self.rule, self.stale
         cached = stale.cache[index] if rule.needs_forward and stale is not None else None
         keeps_outputs = stale is not None and stale.keeps_outputs
         return score_batch(
-            context.model,
+            self.scoring_model(context),
             x,
             y,
             rule,
@@ -135,13 +144,16 @@ class PointSelection(Method):
         if by_rule == 0:  # uniform this step: the large batch is a uniform draw, so its first points are too
             scored = SelectionInput(targets=y)
             chosen = Selection(torch.arange(keep, device=y.device), prefix=True)
+            statistics = selection_statistics(scored, chosen)
         else:
             if self.stale is not None and self.stale.due(context.global_step):
                 self.refresh_scores(context)
-            scored = self.score(context, index, x, y)
+            size = scored_size(len(y), keep, by_rule)
+            scored = self.score(context, index[:size], map_inputs(x, lambda t: t[:size]), y[:size])
             chosen = self.rule.select(scored, by_rule, **self.options)
+            statistics = selection_statistics(scored, chosen)  # of the rule's choice among what it scored
             if by_rule < keep:
-                chosen = _with_uniform_rest(chosen, len(y), keep - by_rule)
+                chosen = with_uniform_rest(chosen, len(y), keep - by_rule, unscored_from=size)
         positions = chosen.positions
         if not (chosen.prefix and len(positions) == len(y)):  # else: the whole batch, in order (uniform at n_b)
             x, y = map_inputs(x, lambda t: t[positions]), y[positions]
@@ -150,7 +162,9 @@ class PointSelection(Method):
         if self.stale is not None:  # the points trained on get fresh scores for free
             self.stale.put(trained, outputs, y, context.task)
         loss = selected_loss(context.task.point_loss(outputs, y), chosen)
-        return StepOutcome(loss, trained, statistics=selection_statistics(scored, chosen))
+        if by_rule:
+            self.learn(x, y, chosen, context)
+        return StepOutcome(loss, trained, statistics=statistics)
 
     def results(self) -> dict[str, Any]:
         return {
@@ -183,11 +197,25 @@ def _schedule(schedule: SelectionSchedule | Mapping[str, Any] | None) -> Selecti
         ) from None
 
 
-def _with_uniform_rest(chosen: Selection, size: int, count: int) -> Selection:
-    """``chosen`` plus ``count`` points drawn uniformly from the rest of a batch of ``size`` (random keys,
-    the chosen ones pushed last: no host sync). The uniform points weigh 1 where the rule gives weights."""
-    keys = torch.rand(size, device=chosen.positions.device)
-    keys[chosen.positions] = -1.0
-    rest = torch.topk(keys, count, sorted=False).indices
-    weights = None if chosen.weights is None else torch.cat([chosen.weights, torch.ones(count, device=keys.device)])
+def scored_size(size: int, keep: int, by_rule: int) -> int:
+    """How many of a large batch of ``size`` points to score when the rule chooses ``by_rule`` of the
+    ``keep`` points trained on: its first ``by_rule / keep`` share (a uniform draw's first points are a
+    uniform draw too), so the rule keeps the same fraction of what it scores at every share, and an
+    annealed run's scoring pass shrinks with its share."""
+    return size if by_rule >= keep else min(size, math.ceil(by_rule * size / keep))
+
+
+def with_uniform_rest(chosen: Selection, size: int, count: int, unscored_from: int) -> Selection:
+    """``chosen`` plus ``count`` points drawn uniformly from the rest of a batch of ``size``: the points
+    after the scored ones, ``unscored_from`` on (a uniform draw), where enough of them are left; else
+    random keys over every point not chosen, the chosen ones pushed last (no host sync). The uniform
+    points weigh 1 where the rule gives weights."""
+    device = chosen.positions.device
+    if size - unscored_from >= count:
+        rest = torch.arange(unscored_from, unscored_from + count, device=device)
+    else:
+        keys = torch.rand(size, device=device)
+        keys[chosen.positions] = -1.0
+        rest = torch.topk(keys, count, sorted=False).indices
+    weights = None if chosen.weights is None else torch.cat([chosen.weights, torch.ones(count, device=device)])
     return Selection(torch.cat([chosen.positions, rest]), weights=weights, scores=chosen.scores)

@@ -3,8 +3,9 @@ as the learning rate does; the rest of the n_b are drawn uniformly from the larg
 
 Annealing the rule's share toward uniform as the learning rate decays recovers what a decayed schedule
 costs RHO-LOSS (measured on Fashion-MNIST, see docs/selection.md); switching selection off after a step
-keeps its early gains at the cost of a uniform step. A share of 0 skips the scoring forward pass, so an
-annealed run gets cheaper as it goes. The share is a pure function of the step: a resumed run selects as
+keeps its early gains at the cost of a uniform step. The rule scores only the share of the large batch it
+chooses from (:func:`~rholoss.methods.points.scored_size`), and a share of 0 skips scoring, so an annealed
+run gets cheaper as it goes. The share is a pure function of the step: a resumed run selects as
 an uninterrupted one.
 """
 

@@ -19,7 +19,8 @@ from rholoss.irreducible import StoreError, find_store
 from rholoss.irreducible.exchange import read_il_column
 from rholoss.irreducible.source import IrreducibleLosses, open_irreducible
 from rholoss.methods import Method, Run, build_method
-from rholoss.pipelines.parts import irreducible_command, model_for, store_suffix
+from rholoss.models.factory import build_model_for
+from rholoss.pipelines.parts import irreducible_command, store_suffix
 from rholoss.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def run_for(cfg: DictConfig, datamodule: SplitDataModule, task: Task) -> Run:
         datamodule,
         irreducible=lambda per_token: _open_store(cfg, datamodule, task, per_token),
         fit=lambda module, steps: _fit_auxiliary(cfg, module, datamodule, steps),
-        new_model=lambda: model_for(cfg, datamodule, task),
+        new_model=lambda settings=None: build_model_for(cfg.model if settings is None else settings, datamodule, task),
         optimizer=instantiate(cfg.optimizer),
     )
 
