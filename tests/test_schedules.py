@@ -249,7 +249,9 @@ def test_resuming_with_another_schedule_or_budget_is_refused(tmp_path: Path) -> 
     with pytest.raises(
         CheckpointError, match=r"scheduler._target_: rholoss.schedules.WarmupCosine -> rholoss.schedules.Constant"
     ):
-        train(synthetic_config(tmp_path, "train", *common, f"resume={tmp_path / 'a'}", output="b"))
+        train(
+            synthetic_config(tmp_path, "train", *common, "scheduler=constant", f"resume={tmp_path / 'a'}", output="b")
+        )
     with pytest.raises(
         ValueError, match=r"decays over 6 steps \(warm-up 0\), this run's over 10 .*trainer.max_steps=6"
     ):

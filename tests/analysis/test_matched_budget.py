@@ -46,6 +46,7 @@ def record(method: str, seed: int, curve: list[list[float]], train_seconds: floa
         "metric": "test/acc",
         "mode": "max",
         "curve": curve,
+        "steps": curve[-1][0],
         "final": curve[-1][1],
         "train_seconds": train_seconds,
         "uses_il": uses_il,
@@ -69,7 +70,7 @@ def test_the_budget_table_compares_every_method_with_the_baselines_final_value()
     assert base["reached"] == 1 and base["steps_to_target"] == 200
     assert rho["best"] == pytest.approx({"mean": 0.88, "min": 0.86, "max": 0.90})  # each seed's best
     assert rho["final"]["mean"] == pytest.approx(0.865)
-    assert rho["seconds"] == pytest.approx(3.1)
+    assert rho["seconds"] == pytest.approx(3.1) and rho["seconds_per_step"] == pytest.approx(3.1 / 200)
     assert rho["seconds_il"] == pytest.approx(13.1) and rho["seconds_il_amortised"] == pytest.approx(5.6)
     assert rho["reached"] == 1 and rho["steps_to_target"] == 100 and rho["seconds_to_target_il"] == pytest.approx(11.5)
     assert slow["reached"] == 0 and slow["steps_to_target"] is None
@@ -77,9 +78,12 @@ def test_the_budget_table_compares_every_method_with_the_baselines_final_value()
     table = budget_markdown(summary).splitlines()
     assert "steps to baseline's final (89.0%)" in table[0]
     assert table[2].startswith(
-        "| **base** (baseline) | 89.0% (88.0%–90.0%) | 89.0% (88.0%–90.0%) | 2.1 | 2.1 | 2.1 | 200 (1/2 seeds) |"
+        "| **base** (baseline) | 89.0% (88.0%–90.0%) | 89.0% (88.0%–90.0%) | 2.1 | 1.00x | 2.1 | 2.1 | 200 (1/2 seeds) |"
     )
-    assert table[3] == "| rho | 88.0% (86.0%–90.0%) | 86.5% (86.0%–87.0%) | 3.1 | 13.1 | 5.6 | 100 (1/2 seeds) | 11.5 |"
+    assert (
+        table[3]
+        == "| rho | 88.0% (86.0%–90.0%) | 86.5% (86.0%–87.0%) | 3.1 | 1.48x | 13.1 | 5.6 | 100 (1/2 seeds) | 11.5 |"
+    )
     assert table[4].endswith("| never | never |")
 
 

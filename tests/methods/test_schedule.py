@@ -16,6 +16,7 @@ from rholoss.methods.points import scored_size, with_uniform_rest
 from rholoss.methods.schedule import SelectionSchedule
 from rholoss.modules import OnlineBatchSelection
 from rholoss.pipelines import train, train_irreducible
+from rholoss.schedules import WarmupCosine
 from rholoss.selection.registry import Selection
 from tests.conftest import synthetic_config
 
@@ -29,6 +30,24 @@ def test_each_schedule_gives_its_share_at_the_steps_it_says() -> None:
     assert [linear.share(s, 10) for s in (0, 5, 10)] == pytest.approx([0.8, 0.5, 0.2])
     off = SelectionSchedule("off_after", start=1.0, end=0.0, off_after=30)
     assert (off.share(29, None), off.share(30, None)) == (1.0, 0.0)
+    follows = SelectionSchedule("lr", start=0.8)
+    assert [follows.share(7, None, lr_share=r) for r in (1.0, 0.5, 0.0, 1.5)] == pytest.approx([0.8, 0.4, 0.0, 0.8])
+
+
+def test_the_learning_rates_share_of_its_peak_is_1_during_warmup_and_without_a_schedule() -> None:
+    module, _ = scheduled(0, 100, {"kind": "lr"})
+    assert module.lr_share == 1.0  # no scheduler
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.5)
+    scheduler = WarmupCosine(optimizer, total_steps=100, warmup=10)
+    module._trainer.lr_scheduler_configs = [SimpleNamespace(scheduler=scheduler)]
+    shares = {}
+    for step in range(100):
+        module._trainer.global_step = step
+        shares[step] = module.lr_share
+        optimizer.step()
+        scheduler.step()
+    assert all(shares[step] == 1.0 for step in range(10))  # warm-up: the rule chooses all of them
+    assert shares[10] == pytest.approx(1.0) and shares[55] == pytest.approx(0.5) and shares[99] < 0.001
 
 
 @pytest.mark.parametrize(
@@ -142,8 +161,28 @@ def test_selection_switched_off_after_a_step_trains_uniformly_from_then_on(tmp_p
         )
     )
     annealed = train(synthetic_config(tmp_path, "train", "selection=reducible_loss_annealed", output="annealed"))
-    plain = train(synthetic_config(tmp_path, "train", "selection=reducible_loss", output="plain"))
+    plain = train(synthetic_config(tmp_path, "train", "selection=reducible_loss_paper", output="plain"))
     assert off["selection_schedule"]["kind"] == "off_after" and annealed["selection_schedule"]["kind"] == "cosine"
     # off_after beyond the budget: RHO-LOSS throughout; annealed toward uniform: between it and uniform's 20%.
     assert off["noisy_selected_fraction"] == plain["noisy_selected_fraction"]
     assert plain["noisy_selected_fraction"] < annealed["noisy_selected_fraction"] < 0.2
+
+
+@pytest.mark.slow
+def test_the_default_share_follows_the_learning_rate(tmp_path: Path, selected: list[Tensor]) -> None:
+    """selection=reducible_loss selects as the paper at a constant rate and anneals with a cosine one:
+    step for step the same points as the schedules that say so outright."""
+    train_irreducible(synthetic_config(tmp_path, "train_irreducible", output="il"))
+    runs = {}
+    for name, overrides in {
+        "default_constant": ["selection=reducible_loss", "scheduler=constant"],
+        "paper_constant": ["selection=reducible_loss_paper", "scheduler=constant"],
+        "default_cosine": ["selection=reducible_loss", "scheduler=cosine"],
+        "annealed_cosine": ["selection=reducible_loss_annealed", "scheduler=cosine"],
+    }.items():
+        selected.clear()
+        train(synthetic_config(tmp_path, "train", *overrides, "trainer.max_steps=40", output=name))
+        runs[name] = list(selected)
+    for follows, says in (("default_constant", "paper_constant"), ("default_cosine", "annealed_cosine")):
+        assert all(torch.equal(a, b) for a, b in zip(runs[follows], runs[says], strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(runs["default_constant"], runs["default_cosine"], strict=True))

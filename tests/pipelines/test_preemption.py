@@ -135,7 +135,8 @@ def test_the_signal_goes_on_to_the_handler_that_was_there_before_training() -> N
 
 def test_a_requeued_slurm_job_continues_from_its_own_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = tmp_path / "run"
-    overrides = ["selection=uniform", "trainer.max_steps=4", "checkpoint.every_n_steps=2"]
+    # A constant rate: the requeued job raises its budget, which a decaying schedule would refuse.
+    overrides = ["selection=uniform", "scheduler=constant", "trainer.max_steps=4", "checkpoint.every_n_steps=2"]
     train(synthetic_config(tmp_path, "train", *overrides, "trainer.max_steps=2", output="run"))
     monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
     assert requeued_run(run_dir) is None  # a first run starts afresh

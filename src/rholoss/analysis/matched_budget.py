@@ -67,7 +67,8 @@ def summarize_budget(
     runs: Sequence[dict[str, Any]], baseline: str, il_seconds: float, il_shared_by: int
 ) -> dict[str, Any]:
     """Per method (the baseline first), over its seeds: ``best`` / ``final`` test value, ``seconds``
-    (training), ``seconds_il`` (the IL stage's ``il_seconds`` added for methods that use it),
+    (training), ``seconds_per_step`` (training seconds per step: the step cost, shown against the
+    baseline's), ``seconds_il`` (the IL stage's ``il_seconds`` added for methods that use it),
     ``seconds_il_amortised`` (``il_seconds / il_shared_by`` added), and the steps and seconds (IL
     counted) to reach ``target``, the baseline's mean final test value; ``reached`` seeds of ``seeds``."""
     metric = metric_of_records(runs)
@@ -88,6 +89,7 @@ def summarize_budget(
             "best": _spread([metric.best(p[1] for p in run["curve"]) for run in seeds]),
             "final": _spread([run["final"] for run in seeds]),
             "seconds": train_seconds,
+            "seconds_per_step": float(np.mean([run["train_seconds"] / run["steps"] for run in seeds])),
             "seconds_il": train_seconds + il,
             "seconds_il_amortised": train_seconds + il / max(il_shared_by, 1),
             "steps_to_target": float(np.mean([h[0] for h in hits])) if hits else None,
@@ -109,6 +111,7 @@ def budget_markdown(summary: dict[str, Any]) -> str:
         return mean if low == high else f"{mean} ({low}–{high})"
 
     rows = []
+    baseline_step = summary["methods"][summary["baseline"]]["seconds_per_step"]
     for name, method in summary["methods"].items():
         seeds = len(method["seeds"])
         reached = "never" if not method["reached"] else f"{method['steps_to_target']:.0f}"
@@ -121,6 +124,7 @@ def budget_markdown(summary: dict[str, Any]) -> str:
                 spread(method["best"]),
                 spread(method["final"]),
                 f"{method['seconds']:.1f}",
+                f"{method['seconds_per_step'] / baseline_step:.2f}x",
                 f"{method['seconds_il']:.1f}",
                 f"{method['seconds_il_amortised']:.1f}",
                 reached,
@@ -132,6 +136,7 @@ def budget_markdown(summary: dict[str, Any]) -> str:
         f"best test {short}",
         f"final test {short}",
         "train s",
+        "step cost",
         "s, IL counted",
         "s, IL amortised",
         f"steps to baseline's final ({metric.format(summary['target'])})",

@@ -87,7 +87,8 @@ class StepOutcome:
 
 class TrainingContext(Protocol):
     """What a step sees of the training module (the module itself): its model and task, the current
-    step, its device, a training forward, and the pool's batches (for methods that re-score the pool)."""
+    step, the step budget and the learning rate's share of its peak (for selection schedules), its
+    device, a training forward, and the pool's batches (for methods that re-score the pool)."""
 
     model: nn.Module
     task: Task
@@ -100,6 +101,9 @@ class TrainingContext(Protocol):
 
     @property
     def total_steps(self) -> int | None: ...
+
+    @property
+    def lr_share(self) -> float: ...
 
     def __call__(self, x: Any) -> Tensor: ...
 

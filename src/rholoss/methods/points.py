@@ -139,7 +139,8 @@ class PointSelection(Method):
 
     def step(self, context: TrainingContext, index: Tensor, x: Any, y: Tensor) -> StepOutcome:
         keep = len(y) if self.draw_only_selected else selection_size(len(y), self.percent_train)
-        share = 1.0 if self.schedule is None else self.schedule.share(context.global_step, context.total_steps)
+        schedule = self.schedule
+        share = 1.0 if schedule is None else schedule.share(context.global_step, context.total_steps, context.lr_share)
         by_rule = round(share * keep)
         if by_rule == 0:  # uniform this step: the large batch is a uniform draw, so its first points are too
             scored = SelectionInput(targets=y)

@@ -5,8 +5,10 @@ Annealing the rule's share toward uniform as the learning rate decays recovers w
 costs RHO-LOSS (measured on Fashion-MNIST, see docs/selection.md); switching selection off after a step
 keeps its early gains at the cost of a uniform step. The rule scores only the share of the large batch it
 chooses from (:func:`~rholoss.methods.points.scored_size`), and a share of 0 skips scoring, so an annealed
-run gets cheaper as it goes. The share is a pure function of the step: a resumed run selects as
-an uninterrupted one.
+run gets cheaper as it goes. Following the learning rate (``kind: lr``, ``selection=reducible_loss``'s
+default) does both at once: a constant rate selects as the paper does, a cosine one anneals. The share
+is a pure function of the step (and of the learning rate, itself one): a resumed run selects as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-ScheduleKind = Literal["constant", "linear", "cosine", "off_after"]
-_KINDS = ("constant", "linear", "cosine", "off_after")
+ScheduleKind = Literal["constant", "linear", "cosine", "off_after", "lr"]
+_KINDS = ("constant", "linear", "cosine", "off_after", "lr")
 
 
 @dataclass(frozen=True)
 class SelectionSchedule:
     """``kind``: ``constant`` (``start`` throughout), ``linear`` or ``cosine`` (from ``start`` at step 0
-    to ``end`` at the last step), ``off_after`` (``start`` until step ``off_after``, then ``end``)."""
+    to ``end`` at the last step), ``off_after`` (``start`` until step ``off_after``, then ``end``),
+    ``lr`` (``start`` times the learning rate's share of its peak: all the way at a constant rate, as
+    the paper selects; annealed to uniform as a decayed rate goes to zero; ``end`` unused)."""
 
     kind: ScheduleKind = "constant"
     start: float = 1.0
@@ -42,10 +46,13 @@ class SelectionSchedule:
     def needs_budget(self) -> bool:
         return self.kind in ("linear", "cosine")
 
-    def share(self, step: int, total_steps: int | None) -> float:
-        """The share of the selected points the rule chooses at ``step`` of ``total_steps``."""
+    def share(self, step: int, total_steps: int | None, lr_share: float = 1.0) -> float:
+        """The share of the selected points the rule chooses at ``step`` of ``total_steps``, where the
+        learning rate is at ``lr_share`` of its peak."""
         if self.kind == "constant":
             return self.start
+        if self.kind == "lr":
+            return self.start * min(max(lr_share, 0.0), 1.0)
         if self.kind == "off_after":
             assert self.off_after is not None
             return self.start if step < self.off_after else self.end

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from rholoss.methods.base import Method, Run, StepOutcome
 from rholoss.methods.diagnostics import SelectionDiagnostics
 from rholoss.modules.supervised import Batch, OptimizerFactory, SupervisedModule
-from rholoss.schedules import SchedulerFactory
+from rholoss.schedules import SchedulerFactory, WarmupCosine
 from rholoss.tasks import Task
 
 
@@ -82,6 +82,19 @@ class OnlineBatchSelection(SupervisedModule):
         """The run's step budget (``trainer.max_steps``), for schedules; None without one."""
         steps = getattr(self._trainer, "max_steps", None)
         return steps if steps is not None and steps > 0 else None
+
+    @property
+    def lr_share(self) -> float:
+        """The learning rate's share of its peak at this step, for selection schedules that follow it:
+        1 without a schedule, at a constant rate and during a warm-up (:class:`~rholoss.schedules.WarmupCosine`'s)."""
+        configs = getattr(self._trainer, "lr_scheduler_configs", None)
+        if not configs:
+            return 1.0
+        scheduler = configs[0].scheduler
+        if isinstance(scheduler, WarmupCosine) and self.global_step < scheduler.warmup_steps:
+            return 1.0
+        peak = max(scheduler.base_lrs)
+        return min(scheduler.get_last_lr()[0] / peak, 1.0) if peak > 0 else 1.0
 
     def pool_dataloader(self) -> Iterable[Any]:
         """The pool's batches in order (for methods that re-score the whole pool)."""
