@@ -4,13 +4,14 @@ selection with its learning rate decayed to zero at exactly that budget, trained
 own schedule. All runs go through the real pipelines (both stages, the configs run.py composes).
 
     python benchmarks/matched_budget.py [--noise 0.0 0.1 0.3] [--budgets 1500 6000] [--seeds 0 1 2]
-        [--methods uniform/constant reducible_loss/constant reducible_loss/cosine] [overrides ...]
+        [--methods uniform/constant reducible_loss/constant reducible_loss/cosine]
+        [--il-overrides model.hidden_sizes=[256,256] trainer.max_steps=1000] [overrides ...]
 
 A method is ``<selection>/<scheduler>``, ``+holdout`` added for training on pool plus holdout
 (content-blind methods only: an IL model trained on the holdout cannot score it). Per noise level the
-IL stage runs once (its settings: train_irreducible.yaml and the experiment) and serves every method
-that needs it, at every budget and seed. Per budget the script prints a Markdown table: best and final
-test value (mean and range over seeds), training wall-clock alone, with the IL stage counted and with it
+IL stage runs once (its settings: train_irreducible.yaml, the experiment and ``--il-overrides``, e.g. a
+smaller, cheaper IL model) and serves every method that needs it, at every budget and seed. Per budget
+the script prints a Markdown table: best and final test value (mean and range over seeds), training wall-clock alone, with the IL stage counted and with it
 amortised over the runs sharing the store, and the steps and seconds (IL counted) to reach the
 baseline's mean final test value. Test values come from a test pass after every validation, whose time
 is left out of every clock. Writes benchmarks/results/matched_budget.json and one figure per noise
@@ -67,6 +68,13 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=HERE / "results" / "matched_budget")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "matched_budget.json")
     parser.add_argument("--figures", type=Path, default=HERE / "figures")
+    parser.add_argument(
+        "--il-overrides",
+        nargs="+",
+        default=[],
+        metavar="OVERRIDE",
+        help="Hydra overrides for the IL stage alone (its model, steps, batch size)",
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both stages (not trainer.max_steps)")
     args = parser.parse_args()
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)  # keep the tables readable
@@ -74,11 +82,16 @@ def main() -> None:
     methods = [BASELINE, *(m for m in args.methods if m != BASELINE)]
     specs = {method: method_overrides(method) for method in methods}
 
-    report: dict[str, Any] = {"experiment": args.experiment, "overrides": args.overrides, "noise": {}}
+    report: dict[str, Any] = {
+        "experiment": args.experiment,
+        "overrides": args.overrides,
+        "il_overrides": args.il_overrides,
+        "noise": {},
+    }
     for noise in args.noise:
         common = [f"experiment={args.experiment}", f"datamodule.label_noise={noise}", *args.overrides]
         folder = args.root / f"noise{noise}"
-        il = train_irreducible(config("train_irreducible", folder, "il", common))
+        il = train_irreducible(config("train_irreducible", folder, "il", [*common, *args.il_overrides]))
         il_runs = sum(needs_il for _, needs_il in specs.values()) * len(args.budgets) * len(args.seeds)
         summaries = {}
         for budget in args.budgets:
