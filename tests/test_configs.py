@@ -27,12 +27,24 @@ def test_every_experiment_composes_for_both_stages(config_name: str, experiment:
     assert trainer_cfg.val_check_interval == cfg.val_every_n_steps
 
 
+# The experiments that reproduce the paper; the others (fmnist_noisy_mlp, synthetic_*, code_lm_*) take
+# the project's defaults or their own schedule.
+PAPER_EXPERIMENTS = [e for e in EXPERIMENTS if e.endswith(("_irred", "_main")) and not e.startswith("code_lm")]
+
+
+@pytest.mark.parametrize("experiment", PAPER_EXPERIMENTS)
+def test_the_papers_experiments_train_at_a_constant_rate(experiment: str) -> None:
+    stage = "train_irreducible" if experiment.endswith("_irred") else "train"
+    assert compose_config(stage, [*BASE, f"experiment={experiment}"]).scheduler._target_ == "rholoss.schedules.Constant"
+
+
 def test_defaults_are_the_offline_fashion_mnist_experiment() -> None:
     cfg = compose_config("train", BASE)
     assert cfg.datamodule._target_.endswith("FashionMNISTDataModule")
     assert cfg.datamodule.label_noise == 0.1
     assert cfg.model._target_.endswith("MLP")
-    assert cfg.selection.name == "reducible_loss"
+    assert cfg.selection.name == "reducible_loss" and cfg.selection.schedule.kind == "lr"
+    assert cfg.scheduler._target_ == "rholoss.schedules.WarmupCosine" and cfg.optimizer.fused
     assert compose_config("train_irreducible", BASE).datamodule.label_noise == 0.1
 
 
