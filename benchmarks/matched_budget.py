@@ -11,7 +11,9 @@ own schedule. All runs go through the real pipelines (both stages, the configs r
         --baseline uniform/warmup_cosine+holdout --methods token_reducible_loss/warmup_cosine
 
 A method is ``<selection>/<scheduler>``, ``+holdout`` added for training on pool plus holdout
-(content-blind methods only: an IL model trained on the holdout cannot score it). ``--all-points`` trains
+(content-blind methods only: an IL model trained on the holdout cannot score it), then, separated by
+spaces in the same argument, any Hydra overrides of that method's runs alone (a variant:
+``"reducible_loss/cosine large_batch_size=320 selection.percent_train=0.2"``). ``--all-points`` trains
 every method on pool plus holdout, as the baseline, with IL from two models trained on its halves. Per noise level the
 IL stage runs once (its settings: train_irreducible.yaml, the experiment or ``--il-experiment``, and
 ``--il-overrides``, e.g. a smaller, cheaper IL model) and serves every method that needs it, at every
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -50,8 +53,10 @@ RUN = ["+callbacks.test_curve._target_=rholoss.callbacks.TestCurve", "checkpoint
 
 
 def method_overrides(method: str) -> tuple[list[str], bool]:
-    """The overrides of ``<selection>/<scheduler>[+holdout]``, and whether it needs an IL store."""
-    spec, _, extra = method.partition("+")
+    """The overrides of ``<selection>/<scheduler>[+holdout] [override ...]``, and whether it needs an IL
+    store."""
+    name, *variant = method.split()
+    spec, _, extra = name.partition("+")
     selection, slash, scheduler = spec.partition("/")
     if not slash or extra not in ("", "holdout"):
         raise ValueError(f"A method is <selection>/<scheduler>[+holdout], e.g. reducible_loss/cosine; got {method!r}.")
@@ -63,7 +68,12 @@ def method_overrides(method: str) -> tuple[list[str], bool]:
             "that need no IL model (uniform)."
         )
     overrides = [f"selection={selection}", f"scheduler={scheduler}"]
-    return overrides + (["datamodule.pool_includes_holdout=true"] if extra else []), needs_il
+    return overrides + (["datamodule.pool_includes_holdout=true"] if extra else []) + variant, needs_il
+
+
+def run_folder(method: str) -> str:
+    """A method's run folder name: its spec with what a path should not hold replaced."""
+    return re.sub(r"[^\w.+-]+", "-", method)
 
 
 def main() -> None:
@@ -121,7 +131,7 @@ def main() -> None:
             runs = []
             for seed in args.seeds:  # methods alternate within a seed, so drifts in machine load hit all alike
                 for method, (overrides, needs_il) in specs.items():
-                    output = f"budget{budget}/{method.replace('/', '-')}-seed{seed}"
+                    output = f"budget{budget}/{run_folder(method)}-seed{seed}"
                     run = [*target, *RUN, *overrides, f"trainer.max_steps={budget}", f"seed={seed}"]
                     train(config("train", folder, output, run))
                     runs.append(run_record(folder / output, method, needs_il))

@@ -535,3 +535,47 @@ def test_an_il_model_s_token_losses_written_by_window_line_up_with_the_pool_toke
     with torch.no_grad():
         expected = -torch.log_softmax(model(context)[0, -1], dim=-1)[int(pool[t])]
     assert abs(float(store.losses[t]) - float(expected)) < 1e-2 * max(1.0, float(expected))
+
+
+# --- the pool with the holdout (a uniform baseline on every token) ------------------------------------------
+
+
+def test_pool_includes_holdout_serves_the_noisy_pool_then_the_clean_holdout(corpus: Path, tmp_path: Path) -> None:
+    noisy = make(corpus, tmp_path, token_noise=0.25, noise_span=4)
+    joined = make(corpus, tmp_path, token_noise=0.25, noise_span=4, pool_includes_holdout=True)
+    pool, holdout = np.asarray(noisy.files["pool"].tokens), np.asarray(noisy.files["holdout"].tokens)
+    tokens = np.asarray(joined.files["pool"].tokens)
+    assert np.array_equal(tokens, np.concatenate([pool, holdout]))
+    # The pool's windows keep their indices; the holdout's follow.
+    windows = len(noisy.split("pool"))
+    assert len(joined.split("pool")) == (len(tokens) - 1) // SEQ_LEN > windows
+    _, x, y = joined.split("pool")[windows - 1]
+    _, x_pool, y_pool = noisy.split("pool")[windows - 1]
+    assert torch.equal(x, x_pool) and torch.equal(y, y_pool)
+    # Noise: the pool's mask, then the holdout's tokens clean; per window and per target alike.
+    mask = np.asarray(joined.noise_mask).astype(bool)
+    assert np.array_equal(
+        mask, np.concatenate([np.asarray(noisy.noise_mask).astype(bool), np.zeros(len(holdout), bool)])
+    )
+    assert torch.equal(joined.noise_share[:windows], noisy.noise_share)
+    assert not joined.noise_share[windows + 1 :].any() and not joined.corrupted[windows + 1 :].any()
+    # The documents follow the tokens; an IL store made for the pool alone is not one for this pool.
+    assert [name for name, _, _ in joined.files["pool"].documents] == [
+        name for name, _, _ in noisy.files["pool"].documents + noisy.files["holdout"].documents
+    ]
+    assert joined.files["pool"].documents[-1][2] == len(tokens)
+    assert joined.fingerprint["pool_includes_holdout"] and joined.fingerprint["digest"] != noisy.fingerprint["digest"]
+    # Written once: a second setup opens the cached file.
+    again = make(corpus, tmp_path, token_noise=0.25, noise_span=4, pool_includes_holdout=True)
+    assert again.files["pool"].path == joined.files["pool"].path
+
+
+def test_a_clean_pool_with_its_holdout_has_no_noise_and_the_holdout_cannot_train_on_it(
+    corpus: Path, tmp_path: Path
+) -> None:
+    joined = make(corpus, tmp_path, pool_includes_holdout=True)
+    clean = make(corpus, tmp_path)
+    assert joined.noise_mask is None and not joined.has_noise
+    assert len(joined.files["pool"]) == len(clean.files["pool"]) + len(clean.files["holdout"])
+    with pytest.raises(ValueError, match="halves of the pool"):
+        make(corpus, tmp_path, pool_includes_holdout=True, train_split="holdout")

@@ -29,6 +29,7 @@ from rholoss.data.tokens.files import (
     strided_digest,
     write_token_file,
 )
+from rholoss.data.tokens.joined import write_joined_pool
 from rholoss.data.tokens.noise import (
     merge_spans,
     open_noise_mask,
@@ -94,8 +95,14 @@ class TokenCorpusDataModule(SplitDataModule):
         train_split: Literal["pool", "holdout"] = "pool",
         num_workers: int = 0,
         on_device: bool = False,
+        pool_includes_holdout: bool = False,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, split_seed, train_split, num_workers, on_device)
+        if pool_includes_holdout and train_split == "holdout":
+            raise ValueError(
+                "train_split='holdout' with pool_includes_holdout=true: the holdout is part of the pool, so a model "
+                "trained on it would score pool windows it has seen. Train IL models on halves of the pool instead."
+            )
         if seq_len < 1:
             raise ValueError(f"datamodule.seq_len must be at least 1 token, got {seq_len}.")
         if token_files is not None and set(token_files) != set(SPLITS):
@@ -123,6 +130,7 @@ class TokenCorpusDataModule(SplitDataModule):
         self.cache_dir = Path(cache_dir)
         self.token_files = dict(token_files) if token_files is not None else None
         self.token_dtype = token_dtype
+        self.pool_includes_holdout = pool_includes_holdout
         self.input_shape = (seq_len,)
         self.collate_fn = batched
         self.files: dict[str, TokenFile] = {}
@@ -144,6 +152,10 @@ class TokenCorpusDataModule(SplitDataModule):
         if self.token_noise > 0 or self.sequence_noise > 0:
             pool = self._noisy_pool(clean["pool"], self._cache_folder(clean))
             self.noise_mask = open_noise_mask(pool.path.with_name(pool.extra["noise_mask"]), len(pool))
+        if self.pool_includes_holdout:
+            pool = self._pool_with_holdout(pool, clean["holdout"], self._cache_folder(clean))
+            if self.noise_mask is not None:
+                self.noise_mask = open_noise_mask(pool.path.with_name(pool.extra["noise_mask"]), len(pool))
         self.files = {**clean, "pool": pool}
         self.num_classes = pool.vocab_size
         self._datasets = {name: TokenWindows(self.files[name].tokens, self.seq_len) for name in SPLITS}
@@ -265,6 +277,14 @@ class TokenCorpusDataModule(SplitDataModule):
         allowed = np.setdiff1d(np.arange(clean.vocab_size, dtype=np.int64), special)
         return write_noisy_pool(clean, spans, allowed, self.split_seed + 1, path, path.with_suffix(".mask"), settings)
 
+    def _pool_with_holdout(self, pool: TokenFile, holdout: TokenFile, folder: Path) -> TokenFile:
+        """The (noisy) pool followed by the clean holdout, from the cache or written there."""
+        key = hashlib.sha256(f"{pool.digest}:{holdout.digest}".encode()).hexdigest()[:16]
+        path = folder / f"pool-holdout-{key}.bin"
+        if metadata_path(path).is_file():
+            return open_token_file(path)
+        return write_joined_pool(pool, holdout, self.noise_mask, path)
+
     # --- what the pipelines read ------------------------------------------------------------------------
 
     @property
@@ -340,6 +360,7 @@ class TokenCorpusDataModule(SplitDataModule):
             "token_noise": self.token_noise,
             "sequence_noise": self.sequence_noise,
             "noise_span": self.noise_span,
+            **({"pool_includes_holdout": True} if self.pool_includes_holdout else {}),
             "digest": digest.hexdigest()[:16],
         }
 
