@@ -5,18 +5,19 @@ own schedule. All runs go through the real pipelines (both stages, the configs r
 
     python benchmarks/matched_budget.py [--noise 0.0 0.1 0.3] [--budgets 1500 6000] [--seeds 0 1 2]
         [--methods reducible_loss/cosine reducible_loss_proxy/cosine reducible_loss_paper/constant]
-        [--il-overrides model.hidden_sizes=[256,256] trainer.max_steps=1000] [overrides ...]
-    python benchmarks/matched_budget.py --experiment code_lm_main --il-experiment code_lm_irred \
-        --noise-key datamodule.token_noise --noise 0.2 --budgets 600 --seeds 0 \
-        --baseline uniform/warmup_cosine+holdout --methods token_reducible_loss/warmup_cosine
+        [--all-points] [--il-overrides trainer.max_steps=1000] [overrides ...]
+    python benchmarks/matched_budget.py --experiment code_lm_main --noise-key datamodule.token_noise \
+        --noise 0.2 --budgets 600 --seeds 0 1 2 --baseline uniform/warmup_cosine+holdout \
+        --methods token_reducible_loss/warmup_cosine reducible_loss/warmup_cosine
 
 A method is ``<selection>/<scheduler>``, ``+holdout`` added for training on pool plus holdout
 (content-blind methods only: an IL model trained on the holdout cannot score it), then, separated by
 spaces in the same argument, any Hydra overrides of that method's runs alone (a variant:
 ``"reducible_loss/cosine large_batch_size=320 selection.percent_train=0.2"``). ``--all-points`` trains
-every method on pool plus holdout, as the baseline, with IL from two models trained on its halves. Per noise level the
-IL stage runs once (its settings: train_irreducible.yaml, the experiment or ``--il-experiment``, and
-``--il-overrides``, e.g. a smaller, cheaper IL model) and serves every method that needs it, at every
+every method on pool plus holdout, as the baseline, with IL from two models trained on its halves. Per
+noise level the IL stage runs once (its settings: train_irreducible.yaml, the experiment's own IL recipe
+``<experiment>_irred`` where there is one (``code_lm_irred`` for ``code_lm_main``) or ``--il-experiment``,
+and ``--il-overrides``, e.g. a smaller, cheaper IL model) and serves every method that needs it, at every
 budget and seed. Per budget the script prints a Markdown table: best and final test value (mean and
 range over seeds), training wall-clock alone and per step against the baseline's, with the IL stage
 counted and with it amortised over the runs sharing the store, and the steps and seconds (IL counted)
@@ -39,7 +40,7 @@ from rholoss.analysis.matched_budget import budget_markdown, run_record, summari
 from rholoss.analysis.plots import metric_vs_seconds
 from rholoss.atomic import atomic_write_json
 from rholoss.configs import compose_config
-from rholoss.pipelines import train, train_irreducible
+from rholoss.pipelines import irreducible_experiment, train, train_irreducible
 from rholoss.selection import get_selection
 from time_to_accuracy import config
 
@@ -79,7 +80,10 @@ def run_folder(method: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiment", default="fmnist_noisy_mlp")
-    parser.add_argument("--il-experiment", help="the IL stage's experiment, where it has its own (code_lm_irred)")
+    parser.add_argument(
+        "--il-experiment",
+        help="the IL stage's experiment (default: the experiment's own IL recipe, <name>_irred, if any)",
+    )
     parser.add_argument("--noise-key", default="datamodule.label_noise", help="what --noise sets (token_noise)")
     parser.add_argument("--baseline", default=BASELINE, help="uniform/warmup_cosine+holdout for language models")
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.1, 0.3], help="values of --noise-key")
@@ -120,7 +124,11 @@ def main() -> None:
     for noise in args.noise:
         common = [f"{args.noise_key}={noise}", *(ALL_POINTS if args.all_points else []), *args.overrides]
         target = [f"experiment={args.experiment}", *common]
-        il_common = [f"experiment={args.il_experiment or args.experiment}", *common, *args.il_overrides]
+        il_common = [
+            f"experiment={args.il_experiment or irreducible_experiment(args.experiment)}",
+            *common,
+            *args.il_overrides,
+        ]
         if args.all_points:
             il_common.append("irreducible.strategy=two_halves")
         folder = args.root / f"noise{noise}"

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from rholoss.analysis import load_results, method_table
+from rholoss.pipelines.parts import irreducible_experiment
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,11 +31,19 @@ def main(argv: list[str] | None = None) -> None:
 
     output = args.output.resolve()
     store = output / "irreducible" / "il_store.pt"
-    common = [f"experiment={args.experiment}", f"irreducible.path={store}", *args.overrides]
+    common = [f"irreducible.path={store}", *args.overrides]
+    il_experiment = irreducible_experiment(args.experiment)  # the IL model's own recipe where it has one
     started = time.perf_counter()
     stages = [
-        ["irreducible", *common, f"hydra.run.dir={output / 'irreducible'}"],
-        ["train", "-m", *common, f"selection={args.methods}", f"hydra.sweep.dir={output / 'targets'}"],
+        ["irreducible", f"experiment={il_experiment}", *common, f"hydra.run.dir={output / 'irreducible'}"],
+        [
+            "train",
+            "-m",
+            f"experiment={args.experiment}",
+            *common,
+            f"selection={args.methods}",
+            f"hydra.sweep.dir={output / 'targets'}",
+        ],
     ]
     for stage in stages:
         print("$ python -m rholoss", " ".join(stage), flush=True)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rholoss.analysis.matched_budget import budget_markdown, summarize_budget
+from rholoss.analysis.matched_budget import budget_markdown, run_record, summarize_budget
 from rholoss.analysis.plots import metric_vs_seconds
+from rholoss.callbacks.test_curve import FILE as TEST_CURVE_FILE
 from rholoss.pipelines import train
 from tests.conftest import synthetic_config
 
@@ -99,3 +100,38 @@ def test_the_figure_has_a_panel_per_budget(tmp_path: Path) -> None:
 def test_a_comparison_without_its_baseline_is_refused() -> None:
     with pytest.raises(ValueError, match=r"No runs of the baseline 'base'"):
         summarize_budget([record("rho", 0, [[1, 0.5, 1.0]], 1.0, True)], "base", 1.0, 1)
+
+
+def test_a_run_without_a_test_pass_is_refused_with_what_to_change(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(json.dumps({"seed": 0, "steps": 20, "wall_seconds": 1.0}))
+    (tmp_path / TEST_CURVE_FILE).write_text(
+        json.dumps({"metric": "test/acc", "mode": "max", "points": [], "test_seconds": 0})
+    )
+    with pytest.raises(ValueError, match=r"without a test pass.*val_every_n_steps"):
+        run_record(tmp_path, "uniform/cosine", uses_il=False)
+
+
+def test_a_method_of_the_benchmark_carries_its_own_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``matched_budget.py --methods "<selection>/<scheduler> key=value ..."``: a variant of a method, its
+    overrides for its runs alone, in a run folder Hydra can take as paths.output_dir."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "benchmarks"))
+    import matched_budget
+
+    overrides, needs_il = matched_budget.method_overrides(
+        "reducible_loss/cosine large_batch_size=320 selection.percent_train=0.2"
+    )
+    assert overrides == [
+        "selection=reducible_loss",
+        "scheduler=cosine",
+        "large_batch_size=320",
+        "selection.percent_train=0.2",
+    ]
+    assert needs_il
+    assert matched_budget.method_overrides("uniform/cosine+holdout") == (
+        ["selection=uniform", "scheduler=cosine", "datamodule.pool_includes_holdout=true"],
+        False,
+    )
+    folder = matched_budget.run_folder("reducible_loss_proxy/cosine model.hidden_sizes=[64,64]")
+    assert folder == "reducible_loss_proxy-cosine-model.hidden_sizes-64-64-" and "=" not in folder
+    with pytest.raises(ValueError, match="cannot score the holdout"):
+        matched_budget.method_overrides("reducible_loss/cosine+holdout large_batch_size=320")

@@ -25,7 +25,7 @@ from rholoss.irreducible import IrreducibleLossStore
 from rholoss.models import SequenceClassifier
 from rholoss.models.factory import build_model_for
 from rholoss.modules import OnlineBatchSelection
-from rholoss.pipelines import build_model, irreducible_overrides, train, train_irreducible
+from rholoss.pipelines import build_model, irreducible_experiment, irreducible_overrides, train, train_irreducible
 from tests.conftest import ROOT, compose_config, config_in
 from tests.fixtures import build_wordpiece_tokenizer, write_glue_task
 
@@ -379,7 +379,9 @@ def test_reducible_loss_on_text_selects_points_with_higher_reducible_loss(il_sta
 def test_a_main_experiment_points_to_its_irred_experiment_for_the_il_store() -> None:
     overrides = ["experiment=cola_albert_main", "selection=uniform", "datamodule.max_length=64", "seed=2"]
     assert irreducible_overrides(overrides) == ["experiment=cola_albert_irred", "datamodule.max_length=64"]
-    assert irreducible_overrides(["experiment=fmnist_noisy_mlp"]) == ["experiment=fmnist_noisy_mlp"]
+    # An experiment with an IL recipe of its own (<name>_irred) maps to it; one without, to itself.
+    assert irreducible_overrides(["experiment=fmnist_noisy_mlp"]) == ["experiment=fmnist_noisy_mlp_irred"]
+    assert irreducible_overrides(["+experiment=synthetic_noisy_mlp"]) == ["+experiment=synthetic_noisy_mlp"]
     irred = compose_config("train_irreducible", ["paths.output_dir=/tmp/unused", "experiment=cola_albert_irred"])
     main = compose_config("train", ["paths.output_dir=/tmp/unused", "experiment=cola_albert_main"])
     # The same data settings (batch sizes aside): the same pool, so the store the one makes fits the other.
@@ -414,3 +416,9 @@ def test_without_the_nlp_extra_text_names_the_install(glue: dict, monkeypatch: p
         datamodule(glue)
     with pytest.raises(ImportError, match=r"rholoss\[nlp\]"):
         SequenceClassifier((16,), 2, vocab_size=50, config=TINY)
+
+
+def test_the_il_stage_s_experiment_is_the_targets_own_il_recipe_where_there_is_one() -> None:
+    assert irreducible_experiment("code_lm_main") == "code_lm_irred"  # a pair: <name>_main -> <name>_irred
+    assert irreducible_experiment("fmnist_noisy_mlp") == "fmnist_noisy_mlp_irred"  # a recipe beside it
+    assert irreducible_experiment("synthetic_noisy_mlp") == "synthetic_noisy_mlp"  # none: the same one

@@ -79,7 +79,15 @@ def il_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("by_name")
     data = write_images(root / "rgb.pt")
     result = train_irreducible(
-        config_in(root, "train_irreducible", *TINY, f"datamodule.path={data}", "model.hidden_sizes=[32]", output="il")
+        config_in(
+            root,
+            "train_irreducible",
+            *TINY,
+            f"datamodule.path={data}",
+            "model.hidden_sizes=[32]",
+            "batch_size=32",
+            output="il",
+        )
     )
     return data, Path(result["il_store"])
 

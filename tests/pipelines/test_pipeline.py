@@ -207,13 +207,13 @@ DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 )
 def test_both_stages_on_a_slice_of_real_fashion_mnist(tmp_path: Path) -> None:
     overrides = [
-        "experiment=fmnist_noisy_mlp",
         "datamodule.train_subset=4000",
         "datamodule.val_size=500",
         "datamodule.download=false",
         "trainer.max_steps=60",
         "val_every_n_steps=20",
     ]
+    # Each stage's default experiment: fmnist_noisy_mlp_irred's IL recipe on fmnist_noisy_mlp's data.
     il = train_irreducible(config_in(tmp_path, "train_irreducible", *overrides, output="il"))
     assert il["dataset"]["pool_size"] == 1750 and il["dataset"]["dataset"] == "fashion_mnist"
     assert il["val_acc"] > 0.6

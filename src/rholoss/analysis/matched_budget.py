@@ -33,6 +33,11 @@ def run_record(run_dir: Path, method: str, uses_il: bool) -> dict[str, Any]:
             f"{run_dir} has no {TEST_CURVE_FILE}: run it with +callbacks.test_curve._target_=rholoss.callbacks.TestCurve."
         )
     curve = json.loads(path.read_text())
+    if not curve["points"]:
+        raise ValueError(
+            f"{run_dir} ran {results['steps']} steps without a test pass (one follows each validation): set "
+            "val_every_n_steps at most the budget."
+        )
     metric = Metric(curve["metric"], curve["mode"])
     return {
         "method": method,

@@ -7,7 +7,7 @@ so a mistake costs seconds, not a run. One module a stage (:mod:`~rholoss.pipeli
 
 from rholoss.models.factory import build_model
 from rholoss.pipelines.irreducible import IL_STRATEGIES, train_irreducible
-from rholoss.pipelines.parts import code_version, irreducible_command, irreducible_overrides
+from rholoss.pipelines.parts import code_version, irreducible_command, irreducible_experiment, irreducible_overrides
 from rholoss.pipelines.target import train
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "build_model",
     "code_version",
     "irreducible_command",
+    "irreducible_experiment",
     "irreducible_overrides",
     "train",
     "train_irreducible",

@@ -43,6 +43,9 @@ warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*"
 warnings.filterwarnings("ignore", message=".*Couldn't infer the batch indices.*")
 
 
+# The package's experiment configs.
+_EXPERIMENTS = Path(rholoss.__file__).parent / "configs" / "experiment"
+
 # Overrides that change which pool a run sees, and so which IL store it needs.
 _DATA_OVERRIDE_ROOTS = ("experiment", "task", "datamodule", "paths")
 
@@ -65,15 +68,27 @@ def irreducible_command() -> str:
     return " ".join([stage_command("irreducible"), *map(shlex.quote, irreducible_overrides(overrides))])
 
 
+def irreducible_experiment(experiment: str) -> str:
+    """The IL stage's experiment for a target experiment: ``<name>_main`` (a paper experiment) maps
+    to ``<name>_irred``, and ``<name>`` to ``<name>_irred`` where the package has one (the IL model's
+    own recipe on the same pool, as fmnist_noisy_mlp_irred); else the experiment itself."""
+    if experiment.endswith("_main"):
+        return experiment.removesuffix("_main") + "_irred"
+    if (_EXPERIMENTS / f"{experiment}_irred.yaml").is_file():
+        return f"{experiment}_irred"
+    return experiment
+
+
 def irreducible_overrides(overrides: list[str]) -> list[str]:
-    """The overrides of a target run that decide its pool, as stage one takes them. A paper
-    experiment split into ``<name>_main`` (target) and ``<name>_irred`` (IL model, its own settings)
-    maps to the ``_irred`` one: both describe the same pool."""
+    """The overrides of a target run that decide its pool, as stage one takes them, its experiment
+    the IL stage's (:func:`irreducible_experiment`): both describe the same pool."""
     kept = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in _DATA_OVERRIDE_ROOTS]
-    return [
-        o.removesuffix("_main") + "_irred" if o.lstrip("+").startswith("experiment=") and o.endswith("_main") else o
-        for o in kept
-    ]
+    return [_irreducible_override(o) for o in kept]
+
+
+def _irreducible_override(override: str) -> str:
+    key, _, value = override.partition("=")
+    return f"{key}={irreducible_experiment(value)}" if key.lstrip("+") == "experiment" and value else override
 
 
 def code_version() -> dict[str, str | None]:
