@@ -67,8 +67,9 @@ class SplitDataModule(pl.LightningDataModule):
     ``train_split`` says which split :meth:`train_dataloader` serves: the pool for target training
     (large batches of ``batch_size``), the holdout for IL training. ``on_device`` serves in-memory
     splits as tensors on the training device (:class:`InMemoryBatches`) instead of through a
-    DataLoader; both give the same batches for the same seed. A subclass fills ``_datasets`` in
-    ``setup`` (after :meth:`draw_shuffle_seed`) and says how a split is held in memory
+    DataLoader; both give the same batches for the same seed. ``pool_includes_holdout`` (a subclass
+    joins the holdout to the pool in ``setup``) rules out training on the holdout. A subclass fills
+    ``_datasets`` in ``setup`` (after :meth:`draw_shuffle_seed`) and says how a split is held in memory
     (:meth:`split_tensors`).
     """
 
@@ -98,10 +99,16 @@ class SplitDataModule(pl.LightningDataModule):
         train_split: Literal["pool", "holdout"] = "pool",
         num_workers: int = 0,
         on_device: bool = False,
+        pool_includes_holdout: bool = False,
     ) -> None:
         super().__init__()
         if train_split not in ("pool", "holdout"):
             raise ValueError(f"train_split must be 'pool' or 'holdout', got {train_split!r}.")
+        if pool_includes_holdout and train_split == "holdout":
+            raise ValueError(
+                "train_split='holdout' with pool_includes_holdout=true: the holdout is part of the pool, so a model "
+                "trained on it would score pool points it has seen. Train IL models on halves of the pool instead."
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         self.batch_size = batch_size
@@ -110,6 +117,7 @@ class SplitDataModule(pl.LightningDataModule):
         self.train_split = train_split
         self.num_workers = num_workers
         self.on_device = on_device
+        self.pool_includes_holdout = pool_includes_holdout
         self.relevant: Tensor | None = None  # per pool point: is its (given) class relevant
         self.train_positions: Tensor | None = None  # restrict_training: the points train_dataloader serves
         # Per-sample input transforms of the DataLoader path (None for in-memory tensors): ``train_transform``
@@ -318,12 +326,9 @@ class PoolDataModule(SplitDataModule):
         crop_padding: int = 4,
         pool_includes_holdout: bool = False,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, split_seed, train_split, num_workers, on_device)
-        if pool_includes_holdout and train_split == "holdout":
-            raise ValueError(
-                "train_split='holdout' with pool_includes_holdout=true: the holdout is part of the pool, so a model "
-                "trained on it would score pool points it has seen. Train IL models on halves of the pool instead."
-            )
+        super().__init__(
+            batch_size, eval_batch_size, split_seed, train_split, num_workers, on_device, pool_includes_holdout
+        )
         if val_from not in ("train", "holdout"):
             raise ValueError(f"val_from must be 'train' or 'holdout', got {val_from!r}.")
         if noise_type not in ("uniform", "structured"):
@@ -338,7 +343,6 @@ class PoolDataModule(SplitDataModule):
         self.noise_pairs = [(int(pair[0]), int(pair[1])) for pair in noise_pairs] if noise_pairs is not None else None
         self.augment = augment
         self.crop_padding = crop_padding
-        self.pool_includes_holdout = pool_includes_holdout
 
     @abstractmethod
     def load_sources(self) -> Sources:

@@ -97,12 +97,9 @@ class TokenCorpusDataModule(SplitDataModule):
         on_device: bool = False,
         pool_includes_holdout: bool = False,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, split_seed, train_split, num_workers, on_device)
-        if pool_includes_holdout and train_split == "holdout":
-            raise ValueError(
-                "train_split='holdout' with pool_includes_holdout=true: the holdout is part of the pool, so a model "
-                "trained on it would score pool windows it has seen. Train IL models on halves of the pool instead."
-            )
+        super().__init__(
+            batch_size, eval_batch_size, split_seed, train_split, num_workers, on_device, pool_includes_holdout
+        )
         if seq_len < 1:
             raise ValueError(f"datamodule.seq_len must be at least 1 token, got {seq_len}.")
         if token_files is not None and set(token_files) != set(SPLITS):
@@ -130,7 +127,6 @@ class TokenCorpusDataModule(SplitDataModule):
         self.cache_dir = Path(cache_dir)
         self.token_files = dict(token_files) if token_files is not None else None
         self.token_dtype = token_dtype
-        self.pool_includes_holdout = pool_includes_holdout
         self.input_shape = (seq_len,)
         self.collate_fn = batched
         self.files: dict[str, TokenFile] = {}
