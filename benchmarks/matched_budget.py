@@ -21,8 +21,10 @@ and ``--il-overrides``, e.g. a smaller, cheaper IL model) and serves every metho
 budget and seed. Per budget the script prints a Markdown table: best and final test value (mean and
 range over seeds), training wall-clock alone and per step against the baseline's, with the IL stage
 counted and with it amortised over the runs sharing the store, and the steps and seconds (IL counted)
-to reach the baseline's mean final test value. Test values come from a test pass after every
-validation, whose time is left out of every clock. Writes benchmarks/results/matched_budget.json and one
+to reach the baseline's mean final test value. With several budgets, one more table sets every
+method at every budget against the largest budget's baseline final: a method that learns faster may
+reach it at a smaller budget, its own schedule decayed there, in less time. Test values come from a
+test pass after every validation, whose time is left out of every clock. Writes benchmarks/results/matched_budget.json and one
 figure per noise level, benchmarks/figures/matched_budget_<experiment>_noise<level>.png (metric vs
 wall-clock).
 """
@@ -36,7 +38,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from rholoss.analysis.matched_budget import budget_markdown, run_record, summarize_budget
+from rholoss.analysis.matched_budget import (
+    across_budgets_markdown,
+    budget_markdown,
+    run_record,
+    summarize_across_budgets,
+    summarize_budget,
+)
 from rholoss.analysis.plots import metric_vs_seconds
 from rholoss.atomic import atomic_write_json
 from rholoss.configs import compose_config
@@ -134,9 +142,9 @@ def main() -> None:
         folder = args.root / f"noise{noise}"
         il = train_irreducible(config("train_irreducible", folder, "il", il_common))
         il_runs = sum(needs_il for _, needs_il in specs.values()) * len(args.budgets) * len(args.seeds)
-        summaries = {}
+        summaries, records = {}, {}
         for budget in args.budgets:
-            runs = []
+            runs = records[budget] = []
             for seed in args.seeds:  # methods alternate within a seed, so drifts in machine load hit all alike
                 for method, (overrides, needs_il) in specs.items():
                     output = f"budget{budget}/{run_folder(method)}-seed{seed}"
@@ -145,12 +153,19 @@ def main() -> None:
                     runs.append(run_record(folder / output, method, needs_il))
             summaries[budget] = summarize_budget(runs, baseline, il["wall_seconds"], il_runs)
             _print_budget(baseline, args.experiment, noise, budget, il, il_runs, summaries[budget])
+        across = summarize_across_budgets(summaries, records) if len(summaries) > 1 else None
+        if across is not None:
+            print(
+                f"\n### {args.experiment}, noise {noise:.0%}: every budget against the {across['budget']}-step baseline\n"
+            )
+            print(across_budgets_markdown(across))
         name = f"matched_budget_{args.experiment}_noise{noise}"
         panels = {f"{noise:.0%} noise, {budget} steps": summary for budget, summary in summaries.items()}
         figures = metric_vs_seconds(panels, args.figures, name)
         report["noise"][str(noise)] = {
             "il_stage": {"wall_seconds": il["wall_seconds"], "val_metric": _il_metric(il), "shared_by": il_runs},
             "budgets": {str(budget): summary for budget, summary in summaries.items()},
+            "across_budgets": across,
             "figures": [str(path) for path in figures],
         }
         atomic_write_json(report, args.output)  # after each noise level: a long run keeps what it has

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from rholoss.analysis.matched_budget import budget_markdown, run_record, summarize_budget
+from rholoss.analysis.matched_budget import (
+    across_budgets_markdown,
+    budget_markdown,
+    run_record,
+    summarize_across_budgets,
+    summarize_budget,
+)
 from rholoss.analysis.plots import metric_vs_seconds
 from rholoss.callbacks.test_curve import FILE as TEST_CURVE_FILE
 from rholoss.pipelines import train
@@ -86,6 +92,35 @@ def test_the_budget_table_compares_every_method_with_the_baselines_final_value()
         == "| rho | 88.0% (86.0%–90.0%) | 86.5% (86.0%–87.0%) | 3.1 | 1.48x | 13.1 | 5.6 | 100 (1/2 seeds) | 11.5 |"
     )
     assert table[4].endswith("| never | never |")
+
+
+def test_every_budget_is_set_against_the_largest_budgets_baseline() -> None:
+    runs = {
+        100: [
+            record("base", 0, [[50, 0.70, 0.5], [100, 0.80, 1.0]], 1.0, False),
+            record("rho", 0, [[50, 0.85, 1.0], [100, 0.91, 2.0]], 2.0, True),
+        ],
+        200: [
+            record("base", 0, [[100, 0.85, 1.0], [200, 0.90, 2.0]], 2.0, False),
+            record("rho", 0, [[100, 0.90, 2.0], [200, 0.93, 4.0]], 4.0, True),
+        ],
+    }
+    summaries = {budget: summarize_budget(r, "base", il_seconds=10.0, il_shared_by=2) for budget, r in runs.items()}
+    # Within its own budget the short baseline's final (0.80) is the target; across budgets, the longest's (0.90).
+    assert summaries[100]["target"] == pytest.approx(0.80)
+    across = summarize_across_budgets(summaries, runs)
+    assert across["budget"] == 200 and across["target"] == pytest.approx(0.90)
+    rows = {(row["method"], row["budget"]): row for row in across["rows"]}
+    assert list(rows) == [("base", 100), ("rho", 100), ("base", 200), ("rho", 200)]
+    assert rows["base", 100]["reached"] == 0 and rows["base", 100]["seconds_to_target_il"] is None
+    for budget in (100, 200):  # both reach it at step 100, 2 s in, the IL stage's 10 s counted
+        assert rows["rho", budget]["steps_to_target"] == 100
+        assert rows["rho", budget]["seconds_to_target_il"] == pytest.approx(12.0)
+    assert rows["base", 200]["seconds_to_target_il"] == pytest.approx(2.0)
+    table = across_budgets_markdown(across).splitlines()
+    assert "steps to the 200-step baseline's final (90.0%)" in table[0]
+    assert table[2] == "| base (baseline) | 100 | 80.0% | 1.0 | never | never |"
+    assert table[3] == "| rho | 100 | 91.0% | 12.0 | 100 | 12.0 |"
 
 
 def test_the_figure_has_a_panel_per_budget(tmp_path: Path) -> None:

@@ -66,6 +66,16 @@ def test_two_halves_store_records_the_strategy_and_both_accuracies(two_halves) -
     assert result["steps"] == 80  # 40 per IL model
 
 
+def test_each_il_models_curve_is_its_training_validations_alone(two_halves) -> None:
+    _, result = two_halves
+    for model in result["il_models"]:
+        steps, seconds = ([p[i] for p in model["val_curve"]] for i in (0, 2))
+        # The re-validation of the best checkpoint after training adds no point (its clock would count
+        # the restored curve's seconds twice).
+        assert len(steps) > 1 and steps == sorted(set(steps)) and steps[-1] == model["steps"] == 40
+        assert seconds == sorted(seconds)
+
+
 def test_two_halves_keeps_each_il_models_log(two_halves) -> None:
     cfg, _ = two_halves
     for half in ("half_a", "half_b"):

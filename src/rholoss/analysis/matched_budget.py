@@ -86,8 +86,6 @@ def summarize_budget(
     methods = {}
     for name, seeds in by_method.items():
         il = il_seconds if seeds[0]["uses_il"] else 0.0
-        reached = [first_reaching(run["curve"], target, metric) for run in seeds]
-        hits = [r for r in reached if r is not None]
         train_seconds = float(np.mean([run["train_seconds"] for run in seeds]))
         methods[name] = {
             "seeds": [run["seed"] for run in seeds],
@@ -97,24 +95,105 @@ def summarize_budget(
             "seconds_per_step": float(np.mean([run["train_seconds"] / run["steps"] for run in seeds])),
             "seconds_il": train_seconds + il,
             "seconds_il_amortised": train_seconds + il / max(il_shared_by, 1),
-            "steps_to_target": float(np.mean([h[0] for h in hits])) if hits else None,
-            "seconds_to_target_il": float(np.mean([h[1] for h in hits])) + il if hits else None,
-            "reached": len(hits),
+            **time_to_target(seeds, target, metric, il),
             "curve": mean_curve([{"val_curve": run["curve"], "selection": name} for run in seeds]),
             "il_seconds": il,
         }
     return {"metric": metric.name, "mode": metric.mode, "baseline": baseline, "target": target, "methods": methods}
 
 
+def time_to_target(seeds: Sequence[dict[str, Any]], target: float, metric: Metric, il: float) -> dict[str, Any]:
+    """Over the seeds of one method: the mean ``steps_to_target`` and ``seconds_to_target_il`` (``il``
+    added) of the seeds that reach ``target``, and how many did (``reached``)."""
+    hits = [h for h in (first_reaching(run["curve"], target, metric) for run in seeds) if h is not None]
+    return {
+        "steps_to_target": float(np.mean([h[0] for h in hits])) if hits else None,
+        "seconds_to_target_il": float(np.mean([h[1] for h in hits])) + il if hits else None,
+        "reached": len(hits),
+    }
+
+
+def summarize_across_budgets(
+    summaries: dict[int, dict[str, Any]], runs: dict[int, Sequence[dict[str, Any]]]
+) -> dict[str, Any]:
+    """Which budget reaches the largest budget's baseline final soonest: the question a user asks
+    ("I would train uniform for B steps; what is the quickest way to its accuracy?"). A method that learns
+    faster can reach that value at a smaller budget, its own schedule decayed there, and spend less.
+
+    ``summaries``: :func:`summarize_budget`'s, by budget; ``runs``: the run records each was made of. Returns the
+    ``target`` (the largest budget's baseline mean final), and one row per method and budget: its final
+    test value, whole-run seconds with the IL stage counted, and the steps and seconds (IL counted) to the
+    target, over the seeds that reach it."""
+    largest = max(summaries)
+    reference = summaries[largest]
+    metric = Metric(reference["metric"], reference["mode"])
+    target = reference["target"]
+    rows = []
+    for budget in sorted(summaries):
+        for name, method in summaries[budget]["methods"].items():
+            seeds = [run for run in runs[budget] if run["method"] == name]
+            rows.append(
+                {
+                    "method": name,
+                    "budget": budget,
+                    "seeds": method["seeds"],
+                    "final": method["final"],
+                    "seconds_il": method["seconds_il"],
+                    **time_to_target(seeds, target, metric, method["il_seconds"]),
+                }
+            )
+    return {
+        "metric": metric.name,
+        "mode": metric.mode,
+        "baseline": reference["baseline"],
+        "budget": largest,
+        "target": target,
+        "rows": rows,
+    }
+
+
+def across_budgets_markdown(summary: dict[str, Any]) -> str:
+    """:func:`summarize_across_budgets` as a Markdown table, one row per method and budget."""
+    metric = Metric(summary["metric"], summary["mode"])
+    rows = []
+    for row in summary["rows"]:
+        seeds = len(row["seeds"])
+        reached = "never" if not row["reached"] else f"{row['steps_to_target']:.0f}"
+        if row["reached"] and row["reached"] < seeds:
+            reached += f" ({row['reached']}/{seeds} seeds)"
+        to_target = "never" if not row["reached"] else f"{row['seconds_to_target_il']:.1f}"
+        name = row["method"] + (" (baseline)" if row["method"] == summary["baseline"] else "")
+        rows.append(
+            [
+                name,
+                str(row["budget"]),
+                _spread_text(metric, row["final"]),
+                f"{row['seconds_il']:.1f}",
+                reached,
+                to_target,
+            ]
+        )
+    header = [
+        "method",
+        "budget",
+        f"final test {metric.short}",
+        "s, IL counted",
+        f"steps to the {summary['budget']}-step baseline's final ({metric.format(summary['target'])})",
+        "s to it, IL counted",
+    ]
+    return markdown_table(header, rows)
+
+
+def _spread_text(metric: Metric, values: dict[str, float]) -> str:
+    """A mean and its range over seeds (the mean alone when they agree)."""
+    mean, low, high = (metric.format(values[key]) for key in ("mean", "min", "max"))
+    return mean if low == high else f"{mean} ({low}–{high})"
+
+
 def budget_markdown(summary: dict[str, Any]) -> str:
     """The summary as a Markdown table, one row per method."""
     metric = Metric(summary["metric"], summary["mode"])
     short = metric.short
-
-    def spread(values: dict[str, float]) -> str:
-        mean, low, high = (metric.format(values[key]) for key in ("mean", "min", "max"))
-        return mean if low == high else f"{mean} ({low}–{high})"
-
     rows = []
     baseline_step = summary["methods"][summary["baseline"]]["seconds_per_step"]
     for name, method in summary["methods"].items():
@@ -126,8 +205,8 @@ def budget_markdown(summary: dict[str, Any]) -> str:
         rows.append(
             [
                 f"**{name}** (baseline)" if name == summary["baseline"] else name,
-                spread(method["best"]),
-                spread(method["final"]),
+                _spread_text(metric, method["best"]),
+                _spread_text(metric, method["final"]),
                 f"{method['seconds']:.1f}",
                 f"{method['seconds_per_step'] / baseline_step:.2f}x",
                 f"{method['seconds_il']:.1f}",

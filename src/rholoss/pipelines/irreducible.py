@@ -207,10 +207,13 @@ def _fit_il_model(
     part = None if name == "holdout" else name
     trainer = trainer_for(cfg, Path(cfg.paths.output_dir), [checkpoint, val_curve], part)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resumed_from)
+    # Training's validations alone: validating the best checkpoint restores its curve and would append
+    # one more point, its clock counting the restored seconds twice.
+    curve = list(val_curve.points)
     best = checkpoint.best_model_path or None
     val_score = float(
         trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0][task.val_metric]
     )
     trained_on = len(datamodule.split(datamodule.train_split)) if positions is None else len(positions)
     log.info("IL model %s: trained on %d points, val %s %.4f", name, trained_on, task.metric_label, val_score)
-    return FittedILModel(name, module, trainer, best, val_score, val_curve.points, trained_on)
+    return FittedILModel(name, module, trainer, best, val_score, curve, trained_on)
