@@ -6,8 +6,8 @@ own schedule. All runs go through the real pipelines (both stages, the configs r
     python benchmarks/matched_budget.py [--noise 0.0 0.1 0.3] [--budgets 1500 6000] [--seeds 0 1 2]
         [--methods reducible_loss/cosine reducible_loss_proxy/cosine reducible_loss_paper/constant]
         [--all-points] [--il-overrides trainer.max_steps=1000] [overrides ...]
-    python benchmarks/matched_budget.py --experiment code_lm_main --noise-key datamodule.token_noise \
-        --noise 0.2 --budgets 600 --seeds 0 1 2 --baseline uniform/warmup_cosine+holdout \
+    python benchmarks/matched_budget.py --experiment code_lm_main --noise-key datamodule.token_noise \\
+        --noise 0.2 --budgets 600 --seeds 0 1 2 --baseline uniform/warmup_cosine+holdout \\
         --methods token_reducible_loss/warmup_cosine reducible_loss/warmup_cosine
 
 A method is ``<selection>/<scheduler>``, ``+holdout`` added for training on pool plus holdout
@@ -24,9 +24,9 @@ counted and with it amortised over the runs sharing the store, and the steps and
 to reach the baseline's mean final test value. With several budgets, one more table sets every
 method at every budget against the largest budget's baseline final: a method that learns faster may
 reach it at a smaller budget, its own schedule decayed there, in less time. Test values come from a
-test pass after every validation, whose time is left out of every clock. Writes benchmarks/results/matched_budget.json and one
-figure per noise level, benchmarks/figures/matched_budget_<experiment>_noise<level>.png (metric vs
-wall-clock).
+test pass after every validation, whose time is left out of every clock. Writes
+benchmarks/results/matched_budget.json and one figure per noise level,
+benchmarks/figures/matched_budget_<experiment>_noise<level>.png (metric vs wall-clock).
 """
 
 from __future__ import annotations
@@ -153,10 +153,11 @@ def main() -> None:
                     runs.append(run_record(folder / output, method, needs_il))
             summaries[budget] = summarize_budget(runs, baseline, il["wall_seconds"], il_runs)
             _print_budget(baseline, args.experiment, noise, budget, il, il_runs, summaries[budget])
-        across = summarize_across_budgets(summaries, records) if len(summaries) > 1 else None
-        if across is not None:
+        across = None
+        if len(summaries) > 1:
+            across = summarize_across_budgets(summaries, records)
             print(
-                f"\n### {args.experiment}, noise {noise:.0%}: every budget against the {across['budget']}-step baseline\n"
+                f"\n### {args.experiment}, noise {noise:.0%}: every budget against the {max(summaries)}-step baseline\n"
             )
             print(across_budgets_markdown(across))
         name = f"matched_budget_{args.experiment}_noise{noise}"
