@@ -21,9 +21,10 @@ and ``--il-overrides``, e.g. a smaller, cheaper IL model) and serves every metho
 budget and seed. Per budget the script prints a Markdown table: best and final test value (mean and
 range over seeds), training wall-clock alone and per step against the baseline's, with the IL stage
 counted and with it amortised over the runs sharing the store, and the steps and seconds (IL counted)
-to reach the baseline's mean final test value. With several budgets, one more table sets every
-method at every budget against the largest budget's baseline final: a method that learns faster may
-reach it at a smaller budget, its own schedule decayed there, in less time. Test values come from a
+to reach the baseline's mean final test value, with the step cost at which a method would tie there and
+the seconds its IL stage may take. With several budgets, one more table sets every method at every
+budget against the strongest baseline's final (the budget whose baseline ends best): a method that
+learns faster may reach it at a smaller budget, its own schedule decayed there, in less time. Test values come from a
 test pass after every validation, whose time is left out of every clock. Writes
 benchmarks/results/matched_budget.json and one figure per noise level,
 benchmarks/figures/matched_budget_<experiment>_noise<level>.png (metric vs wall-clock).
@@ -157,7 +158,8 @@ def main() -> None:
         if len(summaries) > 1:
             across = summarize_across_budgets(summaries, records)
             print(
-                f"\n### {args.experiment}, noise {noise:.0%}: every budget against the {max(summaries)}-step baseline\n"
+                f"\n### {args.experiment}, noise {noise:.0%}: every budget against the strongest baseline "
+                f"({across['budget']} steps)\n"
             )
             print(across_budgets_markdown(across))
         name = f"matched_budget_{args.experiment}_noise{noise}"
