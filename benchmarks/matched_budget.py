@@ -24,8 +24,8 @@ counted and with it amortised over the runs sharing the store, and the steps and
 to reach the baseline's mean final test value, with the step cost at which a method would tie there and
 the seconds its IL stage may take. With several budgets, one more table sets every method at every
 budget against the strongest baseline's final (the budget whose baseline ends best): a method that
-learns faster may reach it at a smaller budget, its own schedule decayed there, in less time. Test values come from a
-test pass after every validation, whose time is left out of every clock. Writes
+learns faster may reach it at a smaller budget, its own schedule decayed there, in less time. Test
+values come from a test pass after every validation, whose time is left out of every clock. Writes
 benchmarks/results/matched_budget.json and one figure per noise level,
 benchmarks/figures/matched_budget_<experiment>_noise<level>.png (metric vs wall-clock).
 """
