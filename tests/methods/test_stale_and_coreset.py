@@ -34,6 +34,7 @@ def stale_module(selection: str = "entropy", stale_every: int | None = 3, step: 
     """A module at global step ``step`` whose datamodule serves a fixed pool of POOL points."""
     torch.manual_seed(1)
     x, y = torch.randn(POOL, CLASSES), torch.randint(0, CLASSES, (POOL,))
+    kwargs.setdefault("precision", "32")  # the cache is compared with float32 forward passes
     module = OnlineBatchSelection(
         linear_model(), CLASSES, selection=selection, percent_train=0.5, stale_every=stale_every, **kwargs
     )

@@ -12,6 +12,7 @@ import torch
 from rholoss.irreducible import IrreducibleLossStore, StoreError
 from rholoss.pipelines import train, train_irreducible
 from rholoss.selection import get_selection, list_selections
+from rholoss.selection.step import native_bf16
 from rholoss.tasks import Classification
 from tests.conftest import config_in, synthetic_config
 
@@ -174,6 +175,50 @@ def test_selection_forward_in_bf16(workspace, tmp_path: Path) -> None:
     )
     assert result["noisy_selected_fraction"] < 0.1
     assert torch.isfinite(torch.tensor(result["test_acc"]))
+
+
+def _subnormal_survives() -> bool:
+    """Whether a product in the subnormal range (1e-40) comes out nonzero: false once flushed."""
+    return bool(torch.tensor(1e-20) * torch.tensor(1e-20) != 0)
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_both_stages_apply_flush_denormal(workspace, tmp_path: Path, flush: bool) -> None:
+    _, il = workspace
+    torch.set_flush_denormal(not flush)  # the opposite, so that only the run's setting can explain the result
+    try:
+        train(
+            synthetic_config(
+                tmp_path,
+                "train",
+                f"irreducible.path={il['il_store']}",
+                f"flush_denormal={str(flush).lower()}",
+                "trainer.max_steps=2",
+                output="run",
+            )
+        )
+        assert _subnormal_survives() is not flush
+        torch.set_flush_denormal(not flush)
+        train_irreducible(
+            synthetic_config(
+                tmp_path,
+                "train_irreducible",
+                f"flush_denormal={str(flush).lower()}",
+                "trainer.max_steps=2",
+                output="il",
+            )
+        )
+        assert _subnormal_survives() is not flush
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_auto_precision_is_recorded_as_what_scoring_used(workspace, tmp_path: Path) -> None:
+    _, il = workspace
+    result = train(
+        synthetic_config(tmp_path, "train", f"irreducible.path={il['il_store']}", "trainer.max_steps=2", output="run")
+    )
+    assert result["selection_precision"] == ("bf16" if native_bf16("cpu") else "32")
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from rholoss.selection import (
     register,
     selection_size,
 )
+from rholoss.selection.step import check_precision, native_bf16, resolved_precision, selection_forward
 from rholoss.tasks import Classification
 
 ALL = list_selections(Classification())  # the per-point methods; token-level ones: test_token_selection.py
@@ -181,3 +182,23 @@ def test_percent_train_outside_unit_interval_is_refused(percent: float) -> None:
 def test_large_batch_smaller_than_one_over_percent_train_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 20"):
         selection_size(8, 0.05)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_scores_in_bf16_only_where_bf16_is_native(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    model, x = torch.nn.Linear(4, 3), torch.randn(5, 4)
+    native_bf16.cache_clear()
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    try:
+        assert resolved_precision(torch.device("cpu"), "auto") == ("bf16" if native else "32")
+        assert selection_forward(model, x, "auto").dtype == (torch.bfloat16 if native else torch.float32)
+        for explicit in ("32", "bf16", "16"):  # an explicit precision is never changed
+            assert resolved_precision(torch.device("cpu"), explicit) == explicit
+    finally:
+        monkeypatch.undo()
+        native_bf16.cache_clear()
+
+
+def test_an_unknown_precision_names_the_ones_there_are() -> None:
+    with pytest.raises(ValueError, match="auto, 32, bf16 or 16"):
+        check_precision("fp8")

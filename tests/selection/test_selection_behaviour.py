@@ -254,6 +254,7 @@ def identity_linear(classes: int) -> nn.Linear:
 
 def make_module(model: nn.Module, classes: int, selection: str, percent_train: float, **kwargs: Any):
     """An OnlineBatchSelection whose ``self.log`` calls are recorded in the returned dict (latest value)."""
+    kwargs.setdefault("precision", "32")  # scores are compared with float32 forward passes
     module = OnlineBatchSelection(model, classes, selection=selection, percent_train=percent_train, **kwargs)
     logged: dict[str, float] = {}
 

@@ -172,6 +172,7 @@ class Method(nn.Module):
             "percent_train": self.percent_train,
             "draw_only_selected": False,
             "stale_every": None,
+            "selection_precision": None,
             "coreset": None,
             "token_fraction": None,
             "proxy": None,

@@ -22,8 +22,10 @@ from rholoss.selection.step import (
     MC_SAMPLES,
     ModelMode,
     check_precision,
+    input_device,
     map_inputs,
     mc_dropout_forward,
+    resolved_precision,
     score_batch,
     selected_loss,
     selection_forward,
@@ -35,8 +37,9 @@ class PointSelection(Method):
     """Score n_B points, train on the n_b the rule keeps.
 
     Args:
-        precision: of the scoring forward pass ("32", "bf16" or "16" autocast); the training step keeps
-            the trainer's precision.
+        precision: of the scoring forward pass ("32", "bf16" or "16" autocast; "auto": bf16 where the
+            device multiplies it natively, float32 elsewhere); the training step keeps the trainer's
+            precision.
         model_mode: the model's mode while scoring: "train" (as the paper's code; BatchNorm uses batch
             statistics) or "eval" (running statistics, no dropout).
         mc_samples: forward passes with dropout active, for rules that need MC samples (bald).
@@ -53,7 +56,7 @@ class PointSelection(Method):
         self,
         rule: SelectionRule,
         percent_train: float = 0.1,
-        precision: str = "32",
+        precision: str = "auto",
         model_mode: ModelMode = "train",
         mc_samples: int = MC_SAMPLES,
         stale_every: int | None = None,
@@ -76,6 +79,7 @@ class PointSelection(Method):
         stale_every = rule.default_stale_every if stale_every is None else stale_every
         check_stale_every(rule, stale_every)
         self.precision = check_precision(str(precision))
+        self.scored_in: str | None = None
         self.model_mode: ModelMode = model_mode
         self.mc_samples = mc_samples
         self.stale_every = stale_every
@@ -130,12 +134,18 @@ class PointSelection(Method):
             rule,
             context.task,
             self.il(index) if rule.needs_irreducible else None,
-            precision=self.precision,
+            precision=self.scoring_precision(x),
             model_mode=self.model_mode,
             mc_samples=self.mc_samples,
             outputs=cached if keeps_outputs else None,
             point_loss=None if keeps_outputs else cached,
         )
+
+    def scoring_precision(self, x: Any) -> str:
+        """The precision the large batch ``x`` is scored in (``"auto"`` resolved for its device), kept
+        for results.json."""
+        self.scored_in = resolved_precision(input_device(x), self.precision)
+        return self.scored_in
 
     def step(self, context: TrainingContext, index: Tensor, x: Any, y: Tensor) -> StepOutcome:
         keep = len(y) if self.draw_only_selected else selection_size(len(y), self.percent_train)
@@ -172,6 +182,7 @@ class PointSelection(Method):
             **super().results(),
             "draw_only_selected": self.draw_only_selected,
             "stale_every": self.stale_every,
+            "selection_precision": self.scored_in,
             "selection_schedule": None if self.schedule is None else vars(self.schedule),
         }
 

@@ -109,7 +109,22 @@ def start_run(cfg: DictConfig) -> Path:
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(OmegaConf.to_yaml(cfg, resolve=True), output_dir / "config_resolved.yaml")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    set_flush_denormal(bool(cfg.get("flush_denormal", True)))
     return output_dir
+
+
+def set_flush_denormal(flush: bool) -> None:
+    """Flush subnormal floats to zero on the CPU (or stop), for the whole process: the run's setting.
+
+    Subnormals (nonzero, below 1.2e-38 in float32) make every operation that meets them many times
+    slower on x86 CPUs. AdamW's first moment of a weight whose gradient stops (the weights into a
+    ReLU unit that has died, from a pixel that is always blank) decays by beta1 each step and is
+    subnormal within ~800 steps: after 3,000 steps of the Fashion-MNIST MLP, a third to a half of the
+    hidden layers' moments were, and a uniform step took 6.0 ms where it takes 3.7 ms flushed. Flushing
+    changes values smaller than any float32 the model could use, and on CPUs without the control
+    (torch reports it) it does nothing."""
+    if not torch.set_flush_denormal(flush) and flush:
+        log.info("This CPU cannot flush subnormal floats to zero; flush_denormal does nothing here.")
 
 
 def _check_accelerator(accelerator: str) -> None:

@@ -9,6 +9,8 @@ device the batch is, without host syncs.
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal, cast
@@ -20,11 +22,13 @@ from torch.nn.modules.dropout import _DropoutNd
 from rholoss.selection.registry import Selection, SelectionInput, SelectionRule, check_applies, get_selection
 from rholoss.tasks import Classification, Task
 
-Precision = Literal["32", "bf16", "16"]
+Precision = Literal["auto", "32", "bf16", "16"]
 ModelMode = Literal["train", "eval"]
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
 # Forward passes with dropout active per large batch, for rules that need MC samples (bald).
 MC_SAMPLES = 10
+
+log = logging.getLogger(__name__)
 
 
 def map_inputs(x: Any, fn: Callable[[Tensor], Tensor]) -> Any:
@@ -34,19 +38,49 @@ def map_inputs(x: Any, fn: Callable[[Tensor], Tensor]) -> Any:
 
 def check_precision(precision: str) -> Precision:
     """``precision`` as a :data:`Precision`, or an error naming the ones there are."""
-    if precision in ("32", "bf16", "16"):
+    if precision in ("auto", "32", "bf16", "16"):
         return cast(Precision, precision)
-    raise ValueError(f"selection.precision must be 32, bf16 or 16, got {precision!r}.")
+    raise ValueError(f"selection.precision must be auto, 32, bf16 or 16, got {precision!r}.")
+
+
+def resolved_precision(device: torch.device, precision: str) -> str:
+    """``precision``, with ``"auto"`` made ``"bf16"`` where ``device`` multiplies bf16 natively and
+    ``"32"`` elsewhere."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device.type) else "32"
+
+
+@functools.cache
+def native_bf16(device_type: str) -> bool:
+    """Whether bf16 matrix products are native on this machine's ``device_type``, so that scoring in
+    bf16 is cheaper than in float32: CUDA GPUs with bf16 units (Ampere on), CPUs with AMX tiles.
+
+    Elsewhere bf16 is emulated and slower: on an AVX2 CPU a bf16 forward over 640 Fashion-MNIST
+    images took 6x the float32 one, on an AVX-512 CPU without AMX 1.4x; with AMX it takes 0.45x."""
+    if device_type == "cuda":
+        native = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    elif device_type == "cpu":
+        # torch has no public AMX query; without this one, float32 is the safe choice
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        native = bool(amx is not None and amx())
+    else:
+        native = False
+    log.info("selection.precision=auto scores in %s on %s.", "bf16" if native else "float32", device_type)
+    return native
 
 
 def autocast(device: torch.device, precision: str) -> AbstractContextManager[Any]:
-    """Autocast to bf16/fp16 on ``device`` for the selection pass, or nothing for ``"32"``."""
-    if str(precision) in _AUTOCAST_DTYPES:
-        return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[str(precision)])
+    """Autocast to bf16/fp16 on ``device`` for the selection pass, or nothing for ``"32"`` (``"auto"``:
+    :func:`resolved_precision`)."""
+    precision = resolved_precision(device, str(precision))
+    if precision in _AUTOCAST_DTYPES:
+        return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
     return nullcontext()
 
 
-def _device_of(x: Any) -> torch.device:
+def input_device(x: Any) -> torch.device:
+    """The device of a tensor input, or of a dict input's first tensor."""
     return next(iter(x.values())).device if isinstance(x, dict) else x.device
 
 
@@ -56,7 +90,7 @@ def selection_forward(model: nn.Module, x: Any, precision: str = "32", model_mod
     was_training = model.training
     model.train(model_mode == "train")
     try:
-        with torch.inference_mode(), autocast(_device_of(x), precision):
+        with torch.inference_mode(), autocast(input_device(x), precision):
             return model(x)
     finally:
         model.train(was_training)
@@ -72,7 +106,7 @@ def mc_dropout_forward(model: nn.Module, x: Any, samples: int, precision: str = 
             layer.train()
     repeated = map_inputs(x, lambda t: t.repeat(samples, *([1] * (t.ndim - 1))))
     try:
-        with torch.inference_mode(), autocast(_device_of(x), precision):
+        with torch.inference_mode(), autocast(input_device(x), precision):
             outputs = model(repeated)
     finally:
         model.train(was_training)
