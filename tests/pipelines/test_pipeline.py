@@ -219,6 +219,8 @@ def test_auto_precision_is_recorded_as_what_scoring_used(workspace, tmp_path: Pa
         synthetic_config(tmp_path, "train", f"irreducible.path={il['il_store']}", "trainer.max_steps=2", output="run")
     )
     assert result["selection_precision"] == ("bf16" if native_bf16("cpu") else "32")
+    uniform = train(synthetic_config(tmp_path, "train", "selection=uniform", "trainer.max_steps=2", output="uniform"))
+    assert uniform["selection_precision"] is None  # it scores nothing
 
 
 @pytest.mark.slow

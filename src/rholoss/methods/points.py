@@ -127,6 +127,8 @@ class PointSelection(Method):
         rule, stale = self.rule, self.stale
         cached = stale.cache[index] if rule.needs_forward and stale is not None else None
         keeps_outputs = stale is not None and stale.keeps_outputs
+        if rule.needs_forward or rule.needs_mc_samples:  # the precision it scores in, for results.json
+            self.scored_in = resolved_precision(input_device(x), self.precision)
         return score_batch(
             self.scoring_model(context),
             x,
@@ -134,18 +136,12 @@ class PointSelection(Method):
             rule,
             context.task,
             self.il(index) if rule.needs_irreducible else None,
-            precision=self.scoring_precision(x),
+            precision=self.precision,
             model_mode=self.model_mode,
             mc_samples=self.mc_samples,
             outputs=cached if keeps_outputs else None,
             point_loss=None if keeps_outputs else cached,
         )
-
-    def scoring_precision(self, x: Any) -> str:
-        """The precision the large batch ``x`` is scored in (``"auto"`` resolved for its device), kept
-        for results.json."""
-        self.scored_in = resolved_precision(input_device(x), self.precision)
-        return self.scored_in
 
     def step(self, context: TrainingContext, index: Tensor, x: Any, y: Tensor) -> StepOutcome:
         keep = len(y) if self.draw_only_selected else selection_size(len(y), self.percent_train)
