@@ -127,8 +127,9 @@ class PointSelection(Method):
         rule, stale = self.rule, self.stale
         cached = stale.cache[index] if rule.needs_forward and stale is not None else None
         keeps_outputs = stale is not None and stale.keeps_outputs
-        if rule.needs_forward or rule.needs_mc_samples:  # the precision it scores in, for results.json
-            self.scored_in = resolved_precision(input_device(x), self.precision)
+        precision: str = self.precision
+        if rule.needs_forward or rule.needs_mc_samples:  # resolved once, and kept for results.json
+            precision = self.scored_in = resolved_precision(input_device(x), self.precision)
         return score_batch(
             self.scoring_model(context),
             x,
@@ -136,7 +137,7 @@ class PointSelection(Method):
             rule,
             context.task,
             self.il(index) if rule.needs_irreducible else None,
-            precision=self.precision,
+            precision=precision,
             model_mode=self.model_mode,
             mc_samples=self.mc_samples,
             outputs=cached if keeps_outputs else None,
