@@ -184,16 +184,31 @@ def test_large_batch_smaller_than_one_over_percent_train_is_refused() -> None:
         selection_size(8, 0.05)
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_auto_precision_scores_in_bf16_only_where_bf16_is_native(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+@pytest.mark.parametrize(("amx", "avx512_bf16"), [(True, False), (False, True), (False, False)])
+def test_auto_precision_scores_in_bf16_only_where_bf16_is_native(
+    monkeypatch: pytest.MonkeyPatch, amx: bool, avx512_bf16: bool
+) -> None:
     model, x = torch.nn.Linear(4, 3), torch.randn(5, 4)
+    native = amx or avx512_bf16
     native_bf16.cache_clear()
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     try:
         assert resolved_precision(torch.device("cpu"), "auto") == ("bf16" if native else "32")
         assert selection_forward(model, x, "auto").dtype == (torch.bfloat16 if native else torch.float32)
         for explicit in ("32", "bf16", "16"):  # an explicit precision is never changed
             assert resolved_precision(torch.device("cpu"), explicit) == explicit
+    finally:
+        monkeypatch.undo()
+        native_bf16.cache_clear()
+
+
+def test_auto_precision_is_float32_where_torch_cannot_say(monkeypatch: pytest.MonkeyPatch) -> None:
+    native_bf16.cache_clear()
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    try:
+        assert resolved_precision(torch.device("cpu"), "auto") == "32"
     finally:
         monkeypatch.undo()
         native_bf16.cache_clear()
